@@ -1,0 +1,121 @@
+"""Jittor runtime set-up: the one place that configures Jittor before it is first imported.
+
+Out of the box Jittor 1.3.11 crashes on a machine that has an `nvcc` binary but no CUDA driver,
+and downloads oneDNN from the internet on first import. Here we
+  * hide nvcc from Jittor when no CUDA device can be used (`nvcc_path=""`),
+  * point Jittor at Debian's oneDNN (package libdnnl-dev) by laying out the folder Jittor would
+    have downloaded, made of symlinks, so that its fast CPU convolutions build offline,
+  * fall back to `use_mkl=0` with one warning when oneDNN is not installed.
+Values the user set in the environment are respected. `JITTOR_HOME` is never set.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+ONEDNN_FIX = "install Debian's oneDNN with `apt-get install libdnnl-dev` (scripts/test.sh does)"
+
+
+def cuda_device_count():
+    """Number of CUDA devices the driver reports; 0 when there is no usable driver."""
+    name = ctypes.util.find_library("cuda") or "libcuda.so.1"
+    try:
+        libcuda = ctypes.CDLL(name)
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if libcuda.cuInit(0) != 0 or libcuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+def _onednn_folder_name():
+    machine = platform.machine()
+    suffix = "_aarch64" if machine == "aarch64" else ""
+    return f"dnnl_lnx_2.2.0_cpu_gomp{suffix}"
+
+
+def _system_onednn():
+    """(include dir, libdnnl.so path) of a system oneDNN, or None."""
+    for include in ("/usr/include", "/usr/local/include"):
+        if not os.path.isfile(os.path.join(include, "dnnl.h")):
+            continue
+        patterns = ["/usr/lib/*-linux-gnu/libdnnl.so", "/usr/lib/libdnnl.so",
+                    "/usr/local/lib/libdnnl.so"]
+        for pattern in patterns:
+            found = sorted(glob.glob(pattern))
+            if found:
+                return include, found[0]
+    return None
+
+
+def _link(target, link):
+    if os.path.islink(link) and os.readlink(link) == target:
+        return
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(target, link)
+
+
+def install_system_onednn():
+    """Lay out Jittor's oneDNN cache folder as symlinks to the system's oneDNN. True on success."""
+    system = _system_onednn()
+    if system is None or platform.system() != "Linux":
+        return False
+    include, library = system
+    home = Path.home() / ".cache" / "jittor" / "mkl" / _onednn_folder_name()
+    (home / "include").mkdir(parents=True, exist_ok=True)
+    (home / "lib").mkdir(parents=True, exist_ok=True)
+    headers = glob.glob(os.path.join(include, "dnnl*.h")) + glob.glob(os.path.join(include, "dnnl*.hpp"))
+    for header in headers:
+        _link(header, str(home / "include" / os.path.basename(header)))
+    if os.path.isdir(os.path.join(include, "oneapi")):
+        _link(os.path.join(include, "oneapi"), str(home / "include" / "oneapi"))
+    _link(library, str(home / "lib" / "libmkldnn.so"))
+    _link(library, str(home / "lib" / "libdnnl.so"))
+    return True
+
+
+def configure_environment():
+    """Set Jittor's environment variables; must run before `import jittor`."""
+    if "jittor" in sys.modules:
+        return
+    if "nvcc_path" not in os.environ and cuda_device_count() == 0:
+        os.environ["nvcc_path"] = ""
+    if os.environ.get("use_mkl", "1") == "1" and not install_system_onednn():
+        os.environ["use_mkl"] = "0"
+        warnings.warn(f"jgan: oneDNN not found, Jittor's CPU convolutions will be ~100x slower; "
+                      f"{ONEDNN_FIX}.", stacklevel=2)
+    os.environ.setdefault("log_silent", "1")
+
+
+def onednn_active():
+    """True when Jittor's oneDNN (mkl) convolution ops are loaded."""
+    from jittor import compile_extern
+    return compile_extern.mkl_ops is not None
+
+
+def set_device(device="auto"):
+    """Apply `auto|cpu|cuda` to Jittor; returns the device actually in use."""
+    import jittor as jt
+    if device not in DEVICES:
+        from jgan.errors import ConfigError
+        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and not jt.has_cuda:
+        from jgan.errors import ConfigError
+        raise ConfigError("--device cuda was asked for but Jittor found no CUDA device; "
+                          "use --device cpu or auto")
+    jt.flags.use_cuda = int(device == "cuda" or (device == "auto" and jt.has_cuda))
+    return "cuda" if jt.flags.use_cuda else "cpu"
+
+
+def startup_line():
+    import jittor as jt
+    device = "cuda" if jt.flags.use_cuda else "cpu"
+    onednn = "on" if onednn_active() else "off"
+    return f"jgan: jittor {jt.__version__}, device {device}, oneDNN {onednn}"
