@@ -1,0 +1,35 @@
+"""What the three command-line scripts share: one-sentence errors and exit codes."""
+import argparse
+import sys
+import traceback
+
+from jgan.errors import JganError
+
+EXIT_USER_ERROR = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a --debug flag and usage errors that exit with code 2 in one sentence."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true",
+                          help="show the full traceback when an error occurs")
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run(main, argv=None, parser=None):
+    """Call `main(args)`; a JganError becomes one line on stderr and exit code 2."""
+    args = parser.parse_args(argv)
+    try:
+        return main(args)
+    except JganError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
