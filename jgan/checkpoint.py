@@ -1,0 +1,174 @@
+"""Checkpoints: one pickle file per save, written atomically, plus a `latest` pointer per run.
+
+A checkpoint holds everything a run needs to continue exactly: the networks (generator,
+discriminator, EMA generator), both optimisers' moments, the loop's counters and schedule state,
+the RNG states and the configuration it was trained with.
+"""
+import os
+import pickle
+import random
+import re
+from pathlib import Path
+
+import jittor as jt
+import numpy as np
+import yaml
+
+from jgan.errors import CheckpointError
+
+FORMAT = "jgan-checkpoint"
+VERSION = 1
+SUFFIX = ".jgan"
+LATEST = "latest"
+_NUMBERED = re.compile(r"^(\d+)\.jgan$")
+
+
+def module_state(module):
+    """A module's parameters and buffers as numpy arrays."""
+    return {name: var.numpy().copy() for name, var in module.state_dict().items()}
+
+
+def load_module_state(module, state, what):
+    """Load `state` into `module`, refusing any missing, unexpected or mis-shaped entry."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(np.shape(state[k])))
+    if missing or unexpected or wrong:
+        detail = (f"missing {missing[:3]}" if missing else
+                  f"unexpected {unexpected[:3]}" if unexpected else
+                  f"shape of {wrong[0]} is {tuple(np.shape(state[wrong[0]]))}, expected {tuple(own[wrong[0]].shape)}")
+        raise CheckpointError(f"the {what} in this checkpoint does not fit the network ({detail}); "
+                              f"it was saved for another architecture, size or width")
+    module.load_state_dict({k: np.asarray(v) for k, v in state.items()})
+
+
+def _per_parameter_keys(group):
+    """Keys of an optimiser param group that hold one state Var per parameter (moments)."""
+    n = len(group["params"])
+    return [k for k, v in group.items()
+            if k not in ("params", "grads") and isinstance(v, list) and len(v) == n
+            and all(isinstance(x, jt.Var) for x in v)]
+
+
+def optimizer_state(optimizer):
+    groups = [{k: [v.numpy().copy() for v in group[k]] for k in _per_parameter_keys(group)}
+              for group in optimizer.param_groups]
+    return {"n_step": optimizer.n_step, "lr": optimizer.lr, "groups": groups}
+
+
+def load_optimizer_state(optimizer, state):
+    if len(state["groups"]) != len(optimizer.param_groups):
+        raise CheckpointError("the optimiser state in this checkpoint does not fit the network")
+    for group, saved in zip(optimizer.param_groups, state["groups"]):
+        for key, arrays in saved.items():
+            for var, array in zip(group[key], arrays):
+                if tuple(var.shape) != array.shape:
+                    raise CheckpointError("the optimiser state in this checkpoint does not fit the network")
+                var.assign(jt.array(array))
+    optimizer.n_step = state["n_step"]
+    optimizer.lr = state["lr"]
+
+
+def rng_state():
+    return {"python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def restore_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def checkpoint_path(run_dir, step):
+    return Path(run_dir) / f"{step:07d}{SUFFIX}"
+
+
+def _atomic_write(path, data):
+    """Write bytes to `path` so that a crash leaves either the old file or the complete new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_checkpoint(run_dir, step, payload):
+    """Write `payload` as checkpoint `step` of the run and point `latest` at it; returns its path."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(run_dir, step)
+    document = {"format": FORMAT, "version": VERSION, **payload}
+    _atomic_write(path, pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL))
+    _atomic_write(run_dir / LATEST, path.name.encode() + b"\n")
+    return path
+
+
+def numbered_checkpoints(run_dir):
+    """The run's checkpoint files, oldest step first."""
+    run_dir = Path(run_dir)
+    files = [p for p in run_dir.iterdir() if _NUMBERED.match(p.name)] if run_dir.is_dir() else []
+    return sorted(files, key=lambda p: int(_NUMBERED.match(p.name).group(1)))
+
+
+def resolve(path):
+    """A checkpoint file from a file or a run folder (its `latest`, else its newest checkpoint)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a checkpoint file or a run "
+                              f"folder under checkpoint/")
+    latest = path / LATEST
+    if latest.is_file():
+        target = path / latest.read_text().strip()
+        if target.is_file():
+            return target
+    files = numbered_checkpoints(path)
+    if not files:
+        raise CheckpointError(f"run folder {path} holds no checkpoint; train first or pass another run")
+    return files[-1]
+
+
+def load_checkpoint(path):
+    """Read a jgan checkpoint (file or run folder); CheckpointError if it is not a complete one."""
+    path = resolve(path)
+    try:
+        with open(path, "rb") as handle:
+            document = pickle.load(handle)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
+            TypeError, ValueError, MemoryError) as error:
+        raise CheckpointError(f"{path} is not a readable jgan checkpoint ({type(error).__name__}); "
+                              f"it may be truncated: use an earlier checkpoint of the run") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a jgan checkpoint; for a rosinality StyleGAN "
+                              f"checkpoint run scripts/convert_rosinality.py first")
+    if document.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer jgan (format {document['version']}); "
+                              f"upgrade jgan")
+    document["path"] = str(path)
+    return document
+
+
+def newest_run(root="checkpoint", arch=None):
+    """The run folder under `root` whose latest checkpoint is newest (optionally of one arch family)."""
+    root = Path(root)
+    runs = [d for d in root.iterdir() if d.is_dir() and numbered_checkpoints(d)] if root.is_dir() else []
+    if arch is not None:
+        runs = [d for d in runs if _run_arch(d) in arch]
+    if not runs:
+        wanted = f" {'/'.join(arch)}" if arch else ""
+        raise CheckpointError(f"no{wanted} run found in {root}/; train one with train.py or pass -g")
+    return max(runs, key=lambda d: resolve(d).stat().st_mtime)
+
+
+def _run_arch(run_dir):
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        return None
+    return (yaml.safe_load(config.read_text()) or {}).get("arch")
