@@ -6,12 +6,14 @@ import traceback
 from jgan.errors import JganError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with a --debug flag and usage errors that exit with code 2 in one sentence."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true",
                           help="show the full traceback when an error occurs")
@@ -20,7 +22,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def run(main, argv=None, parser=None):
+def run(main, parser, argv=None):
     """Call `main(args)`; a JganError becomes one line on stderr and exit code 2."""
     args = parser.parse_args(argv)
     try:
@@ -30,6 +32,7 @@ def run(main, argv=None, parser=None):
             traceback.print_exc()
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as interrupt:
+        detail = f" ({interrupt})" if str(interrupt) else ""
+        print(f"{parser.prog}: interrupted{detail}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,86 @@
+"""Training schedules the loop consults: what resolution, fade-in alpha, batch and learning rate
+apply after a given number of real images shown. A schedule is a pure function of that count, so a
+resumed run lands exactly where it stopped.
+"""
+from dataclasses import dataclass
+
+from jgan.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Phase:
+    size: int            # resolution in pixels
+    step: int            # rosinality's step: log2(size) - 2 (4 px is step 0)
+    alpha: float         # fade-in weight of the newest block, 1 when fully grown
+    batch: int
+    lr: float
+    index: int           # how many resolution changes came before this phase
+    fading: bool         # True while alpha can still change at this resolution
+
+
+def log2_size(size, what):
+    if size < 4 or size & (size - 1):
+        raise ConfigError(f"{what} must be a power of two of at least 4, got {size}")
+    return size.bit_length() - 1
+
+
+class FixedSchedule:
+    """One resolution, batch and learning rate for the whole run (DCGAN family)."""
+
+    progressive = False
+
+    def __init__(self, size, batch, lr):
+        self.size, self.batch, self.lr = size, batch, lr
+        self.step = log2_size(size, "--size") - 2
+
+    def phase(self, images):
+        return Phase(self.size, self.step, 1.0, self.batch, self.lr, 0, False)
+
+
+class ProgressiveSchedule:
+    """Progressive growing (Karras et al. 2018): each resolution fades in over `phase_images`
+    images (alpha 0 -> 1), holds for as many again, then the next resolution starts."""
+
+    progressive = True
+
+    def __init__(self, init_size, max_size, phase_images, batch_by_size, lr_by_size, lr,
+                 fixed_batch=None):
+        self.first = log2_size(init_size, "--init-size")
+        self.last = log2_size(max_size, "--max-size")
+        if self.first > self.last:
+            raise ConfigError(f"--init-size {init_size} is larger than --max-size {max_size}; "
+                              f"lower --init-size or raise --max-size")
+        if phase_images < 1:
+            raise ConfigError(f"--phase must be at least 1 image, got {phase_images}")
+        self.phase_images = phase_images
+        self.batch_by_size = {int(k): int(v) for k, v in batch_by_size.items()}
+        self.lr_by_size = {int(k): float(v) for k, v in lr_by_size.items()}
+        self.lr, self.fixed_batch = lr, fixed_batch
+        self.size = max_size
+        for log2 in range(self.first, self.last + 1):
+            self._batch(2 ** log2)
+
+    def _batch(self, size):
+        if self.fixed_batch:
+            return self.fixed_batch
+        if size not in self.batch_by_size:
+            raise ConfigError(f"progressive.batch has no batch size for {size} px; add one or pass --batch")
+        return self.batch_by_size[size]
+
+    def phase(self, images):
+        index = min(images // (2 * self.phase_images), self.last - self.first)
+        size = 2 ** (self.first + index)
+        used = images - index * 2 * self.phase_images
+        alpha = 1.0 if index == 0 else min(1.0, (used + 1) / self.phase_images)
+        return Phase(size, self.first + index - 2, alpha, self._batch(size),
+                     self.lr_by_size.get(size, self.lr), index, index > 0 and used < self.phase_images)
+
+
+def build_schedule(config):
+    """The schedule a configuration asks for."""
+    train, optim = config["train"], config["optim"]
+    if "progressive" in config:
+        grow = config["progressive"]
+        return ProgressiveSchedule(grow["init_size"], grow["max_size"], grow["phase"], grow["batch"],
+                                   grow["lr"], optim["lr_g"], fixed_batch=train["batch"])
+    return FixedSchedule(config["model"]["size"], train["batch"], optim["lr_g"])

@@ -1,0 +1,237 @@
+"""The one training loop of jgan: every architecture, fixed-size or progressive.
+
+Architectures differ only by their networks, their loss and their schedule. Values that change
+every step (fade-in alpha, style-mixing crossover) enter the graph as jt.Vars so that a phase
+compiles its kernels once.
+"""
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import jittor as jt
+import numpy as np
+from tqdm import tqdm
+
+from jgan import checkpoint as ckpt
+from jgan.config import save_config
+from jgan.data import make_loader
+from jgan.errors import CheckpointError, ConfigError
+from jgan.losses import build_loss
+from jgan.networks import build_networks, latent_dim
+from jgan.schedule import build_schedule
+from jgan.visual import plot_log, save_grid
+
+NO_MIXING = 10 ** 6  # a crossover beyond every layer: the first latent styles them all
+
+
+def build_optimizer(params, optim, lr):
+    if optim["name"] == "adam":
+        return jt.optim.Adam(params, lr, betas=tuple(optim["betas"]))
+    if optim["name"] == "rmsprop":
+        return jt.optim.RMSprop(params, lr, eps=optim.get("eps", 1e-8), alpha=optim.get("alpha", 0.99))
+    raise ConfigError(f"unknown optimiser {optim['name']!r}; choose adam or rmsprop")
+
+
+def copy_weights(source, target):
+    target.load_state_dict({k: v.clone() for k, v in source.state_dict().items()})
+
+
+def accumulate(ema, model, decay):
+    """EMA of the weights, ema = decay * ema + (1 - decay) * model; buffers copied as they are."""
+    trainable = {id(p) for p in model.parameters() if not p.is_stop_grad()}
+    model_state = model.state_dict()
+    for name, var in ema.state_dict().items():
+        source = model_state[name]
+        if id(source) in trainable:
+            var.update(var * decay + source.detach() * (1 - decay))
+        else:
+            var.update(source.detach())
+
+
+def endless(loader):
+    while True:
+        for batch in loader:
+            yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+class Trainer:
+    """Trains one run: builds the networks, loss, optimisers and schedule from a configuration."""
+
+    def __init__(self, config, data_path, run_dir, sample_dir, progress=True):
+        self.config, self.data_path = config, data_path
+        self.run_dir, self.sample_dir = Path(run_dir), Path(sample_dir)
+        self.arch, self.train_cfg = config["arch"], config["train"]
+        self.progress = progress
+        self.schedule = build_schedule(config)
+        self.generator, self.discriminator = build_networks(self.arch, config["model"])
+        self.generator_ema = None
+        if self.train_cfg["ema"] > 0:
+            self.generator_ema, _ = build_networks(self.arch, config["model"])
+            copy_weights(self.generator, self.generator_ema)
+            self.generator_ema.eval()
+        self.loss = build_loss(**config["loss"])
+        optim = config["optim"]
+        self.optimizer_g = build_optimizer(self.generator.parameters(), optim, optim["lr_g"])
+        self.optimizer_d = build_optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
+        self.step, self.images = 0, 0
+        self.latent = latent_dim(self.arch, config["model"])
+        rng = np.random.RandomState(self.train_cfg["seed"] + 12345)
+        self.fixed_z = rng.randn(self.train_cfg["n_sample"], self.latent).astype(np.float32)
+        self.loader_phase = None
+
+    # ----- state -----------------------------------------------------------------------------
+    def payload(self):
+        networks = {"generator": ckpt.module_state(self.generator),
+                    "discriminator": ckpt.module_state(self.discriminator)}
+        if self.generator_ema is not None:
+            networks["generator_ema"] = ckpt.module_state(self.generator_ema)
+        return {"arch": self.arch, "config": self.config, "step": self.step, "images": self.images,
+                "networks": networks,
+                "optimizers": {"generator": ckpt.optimizer_state(self.optimizer_g),
+                               "discriminator": ckpt.optimizer_state(self.optimizer_d)},
+                "rng": ckpt.rng_state(), "fixed_z": self.fixed_z}
+
+    def restore(self, document):
+        if document.get("arch") != self.arch:
+            raise CheckpointError(f"{document['path']} is a {document.get('arch')} checkpoint, "
+                                  f"not {self.arch}; pass --arch {document.get('arch')}")
+        networks = document["networks"]
+        ckpt.load_module_state(self.generator, networks["generator"], "generator")
+        ckpt.load_module_state(self.discriminator, networks["discriminator"], "discriminator")
+        if self.generator_ema is not None:
+            ckpt.load_module_state(self.generator_ema, networks.get("generator_ema", networks["generator"]),
+                                   "EMA generator")
+        ckpt.load_optimizer_state(self.optimizer_g, document["optimizers"]["generator"])
+        ckpt.load_optimizer_state(self.optimizer_d, document["optimizers"]["discriminator"])
+        self.step, self.images = document["step"], document["images"]
+        self.fixed_z = document["fixed_z"]
+        ckpt.restore_rng_state(document["rng"])
+
+    def save(self):
+        path = ckpt.save_checkpoint(self.run_dir, self.step, self.payload())
+        return path
+
+    # ----- one iteration ---------------------------------------------------------------------
+    def phase_inputs(self, phase):
+        """Keyword arguments the networks take for this phase (progressive nets only)."""
+        if not self.schedule.progressive:
+            return {}
+        return {"step": phase.step, "alpha": jt.array(np.float32(phase.alpha))}
+
+    def latents(self, batch, phase):
+        """Generator input: z, or for style mixing two z's and a crossover Var."""
+        mixing = self.config.get("progressive", {}).get("mixing", 0.0)
+        if not mixing:
+            return (jt.randn(batch, self.latent),), {}
+        crossover = random.randint(1, max(1, phase.step)) if random.random() < mixing else NO_MIXING
+        z = [jt.randn(batch, self.latent), jt.randn(batch, self.latent)]
+        return (z,), {"crossover": jt.array(np.int32(crossover))}
+
+    def generate(self, generator, batch, phase, inputs):
+        args, mixing = self.latents(batch, phase)
+        return generator(*args, **inputs, **mixing)
+
+    def iteration(self, batches, phase):
+        """n_critic discriminator steps, then one generator step; returns the loss terms (Vars)."""
+        inputs = self.phase_inputs(phase)
+
+        def critic(images):
+            return self.discriminator(images, **inputs)
+
+        terms = {}
+        for _ in range(self.train_cfg["n_critic"]):
+            real = next(batches)
+            fake = self.generate(self.generator, real.shape[0], phase, inputs).detach()
+            d_loss, d_terms = self.loss.discriminator_loss(critic, real, fake)
+            self.optimizer_d.step(d_loss)
+            self.loss.after_discriminator_step(self.discriminator)
+            self.images += real.shape[0]
+            terms.update({"d_loss": d_loss, **d_terms})
+        fake = self.generate(self.generator, phase.batch, phase, inputs)
+        g_loss, g_terms = self.loss.generator_loss(critic, fake)
+        self.optimizer_g.step(g_loss)
+        if self.generator_ema is not None:
+            accumulate(self.generator_ema, self.generator, self.train_cfg["ema"])
+        self.step += 1
+        return {"g_loss": g_loss, **g_terms, **terms}
+
+    # ----- outputs ---------------------------------------------------------------------------
+    def sample(self, phase):
+        generator = self.generator_ema or self.generator
+        generator.eval()
+        with jt.no_grad():
+            images = generator(jt.array(self.fixed_z), **self.phase_inputs(phase))
+        if generator is self.generator:
+            generator.train()
+        return save_grid(images, self.sample_dir / f"{self.step:07d}.png",
+                         nrow=int(math.sqrt(len(self.fixed_z))))
+
+    def log(self, record):
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def loader(self, phase, batches):
+        """The batch iterator for this phase; rebuilt (new workers) when the size or batch changes."""
+        key = (phase.size, phase.batch)
+        if key != self.loader_phase:
+            self.loader_phase = key
+            batches = endless(make_loader(self.data_path, phase.size, phase.batch,
+                                          flip=self.train_cfg["flip"],
+                                          num_workers=self.train_cfg["num_workers"]))
+        return batches
+
+    def set_learning_rate(self, phase):
+        if self.schedule.progressive:
+            self.optimizer_g.lr = self.optimizer_d.lr = phase.lr
+
+    # ----- the loop --------------------------------------------------------------------------
+    def train(self, iters):
+        """Train until `iters` generator steps have been done in total."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.sample_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.run_dir / "config.yaml")
+        self.generator.train()
+        self.discriminator.train()
+        every = self.train_cfg
+        batches, last_index = None, None
+        bar = tqdm(total=iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
+                   desc=self.arch)
+        started = time.time()
+        try:
+            while self.step < iters:
+                phase = self.schedule.phase(self.images)
+                if last_index is not None and phase.index != last_index:
+                    self.save()
+                last_index = phase.index
+                batches = self.loader(phase, batches)
+                self.set_learning_rate(phase)
+                terms = self.iteration(batches, phase)
+                bar.update(1)
+                if self.step % every["log_every"] == 0 or self.step == iters:
+                    values = {k: float(v.item()) for k, v in terms.items()}
+                    record = {"step": self.step, "images": self.images, "size": phase.size,
+                              "alpha": round(phase.alpha, 4), **values,
+                              "seconds": round(time.time() - started, 2)}
+                    self.log(record)
+                    bar.set_postfix_str(self.status(phase, values))
+                if self.step % every["sample_every"] == 0 or self.step == iters:
+                    self.sample(phase)
+                    plot_log(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
+                if self.step % every["ckpt_every"] == 0 or self.step == iters:
+                    self.save()
+        except KeyboardInterrupt:
+            bar.close()
+            path = self.save()
+            raise KeyboardInterrupt(f"saved {path} at step {self.step}") from None
+        bar.close()
+        return ckpt.checkpoint_path(self.run_dir, self.step)
+
+    @staticmethod
+    def status(phase, values):
+        parts = [f"{phase.size}px"]
+        if phase.fading:
+            parts.append(f"a {phase.alpha:.2f}")
+        parts += [f"{k} {v:.3f}" for k, v in values.items() if k in ("d_loss", "g_loss", "gp", "penalty")]
+        return " ".join(parts)

@@ -1,0 +1,118 @@
+"""Train a GAN on an LMDB made by prepare_data.py.
+
+    python train.py lmdb --arch wgan-gp --size 64
+    python train.py lmdb --arch stylegan --max-size 64
+    python train.py lmdb --arch stylegan --name my-run --resume
+"""
+import sys
+
+from jgan.cli import ArgumentParser, run
+
+ARCH_CHOICES = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div", "stylegan")
+
+
+def build_parser():
+    parser = ArgumentParser(description="Train a GAN (one loop for every architecture).")
+    parser.add_argument("lmdb", help="LMDB made by prepare_data.py")
+    parser.add_argument("--arch", default="wgan-gp", help=f"architecture: {', '.join(ARCH_CHOICES)}")
+    parser.add_argument("--config", help="YAML file overlaid on the arch's preset in configs/")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any configuration value, e.g. --set model.ngf=32 (repeatable)")
+    parser.add_argument("--name", help="run name: checkpoint/NAME and sample/NAME (default: the arch)")
+    parser.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="auto = CUDA when Jittor has it")
+    parser.add_argument("--checkpoint-dir", default="checkpoint", help="where run folders are written")
+    parser.add_argument("--sample-dir", default="sample", help="where sample grids are written")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    shared = parser.add_argument_group("training (default: from the config)")
+    shared.add_argument("--size", type=int, help="image size (StyleGAN: the final size, as --max-size)")
+    shared.add_argument("--batch", type=int,
+                        help="batch size (StyleGAN: one batch for every resolution instead of the schedule)")
+    shared.add_argument("--iters", type=int, help="total generator steps")
+    shared.add_argument("--n-critic", type=int, help="discriminator steps per generator step")
+    shared.add_argument("--lr", type=float, help="learning rate of both networks")
+    shared.add_argument("--ema", type=float, help="EMA decay of the sample generator (0 = off)")
+    shared.add_argument("--seed", type=int, help="random seed")
+    shared.add_argument("--workers", type=int, help="data loader worker processes")
+    shared.add_argument("--sample-every", type=int, help="write a fixed-noise sample grid every N steps")
+    shared.add_argument("--ckpt-every", type=int, help="write a checkpoint every N steps")
+    shared.add_argument("--log-every", type=int, help="log losses every N steps")
+    grow = parser.add_argument_group("StyleGAN (default: from the config)")
+    grow.add_argument("--init-size", type=int, help="first resolution of progressive growing")
+    grow.add_argument("--max-size", type=int, help="final resolution of progressive growing")
+    grow.add_argument("--phase", type=int, help="images shown per fade-in (and again per hold)")
+    grow.add_argument("--mixing", type=float, help="style-mixing probability (0 = off)")
+    grow.add_argument("--loss", choices=("wgan-gp", "r1"), help="StyleGAN loss")
+    return parser
+
+
+def flag_overrides(args):
+    """The nested config overrides the explicit flags ask for."""
+    from jgan.config import parse_override
+    stylegan = args.arch == "stylegan"
+    flags = {
+        ("train", "batch"): args.batch, ("train", "iters"): args.iters,
+        ("train", "n_critic"): args.n_critic, ("train", "ema"): args.ema,
+        ("train", "seed"): args.seed, ("train", "num_workers"): args.workers,
+        ("train", "sample_every"): args.sample_every, ("train", "ckpt_every"): args.ckpt_every,
+        ("train", "log_every"): args.log_every,
+        ("optim", "lr_g"): args.lr, ("optim", "lr_d"): args.lr,
+        ("progressive" if stylegan else "model", "max_size" if stylegan else "size"): args.size,
+        ("progressive", "init_size"): args.init_size, ("progressive", "max_size"): args.max_size,
+        ("progressive", "phase"): args.phase, ("progressive", "mixing"): args.mixing,
+    }
+    overrides = [{section: {key: value}} for (section, key), value in flags.items() if value is not None]
+    if args.loss is not None:
+        overrides.append({"loss": {"name": args.loss}})
+    return overrides + [parse_override(text) for text in args.set]
+
+
+def main(args):
+    from pathlib import Path
+
+    import jgan
+    from jgan import checkpoint, runtime
+    from jgan.config import PROGRESSIVE_ARCHS, check_arch, load_config, merge, preset_name, read_yaml
+    from jgan.errors import ConfigError
+    from jgan.training import Trainer
+
+    check_arch(args.arch)
+    device = runtime.set_device(args.device)
+    if args.arch not in PROGRESSIVE_ARCHS:
+        stylegan_only = [f for f in ("init_size", "max_size", "phase", "mixing", "loss")
+                         if getattr(args, f) is not None]
+        if stylegan_only:
+            raise ConfigError(f"--{stylegan_only[0].replace('_', '-')} is a StyleGAN flag; "
+                              f"drop it or pass --arch stylegan")
+    name = args.name or args.arch
+    run_dir = Path(args.checkpoint_dir) / name
+    overrides = flag_overrides(args)
+    if args.resume:
+        document = checkpoint.load_checkpoint(run_dir)
+        config = document["config"]
+        for override in ([read_yaml(args.config)] if args.config else []) + overrides:
+            merge(config, override)
+    else:
+        if checkpoint.numbered_checkpoints(run_dir):
+            raise ConfigError(f"run {run_dir} already has checkpoints; pass --resume to continue it "
+                              f"or --name for a new run")
+        config = load_config(args.arch, device == "cuda", args.config, overrides)
+        document = None
+    if config["arch"] != args.arch:
+        raise ConfigError(f"run {run_dir} is a {config['arch']} run, not {args.arch}; "
+                          f"pass --arch {config['arch']}")
+    preset = preset_name(args.arch, device == "cuda") if args.config is None else args.config
+    print(f"train: {args.arch} (config {preset}), run {name}, device {device}, "
+          f"jgan {jgan.__version__}", file=sys.stderr)
+    trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,
+                      progress=not args.no_progress)
+    if document is not None:
+        trainer.restore(document)
+        print(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
+    path = trainer.train(config["train"]["iters"])
+    print(f"train: done, step {trainer.step}; checkpoint {path}, samples in {trainer.sample_dir}")
+
+
+if __name__ == "__main__":
+    run(main, build_parser())
