@@ -24,6 +24,8 @@ def build_parser():
                         help="auto = CUDA when Jittor has it")
     parser.add_argument("--checkpoint-dir", default="checkpoint", help="where run folders are written")
     parser.add_argument("--sample-dir", default="sample", help="where sample grids are written")
+    parser.add_argument("--minutes", type=float,
+                        help="stop (with a checkpoint) after this much training time, even before --iters")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     shared = parser.add_argument_group("training (default: from the config)")
     shared.add_argument("--size", type=int, help="image size (StyleGAN: the final size, as --max-size)")
@@ -110,7 +112,8 @@ def main(args):
     if document is not None:
         trainer.restore(document)
         print(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
-    path = trainer.train(config["train"]["iters"])
+    seconds = None if args.minutes is None else args.minutes * 60
+    path = trainer.train(config["train"]["iters"], seconds)
     print(f"train: done, step {trainer.step}; checkpoint {path}, samples in {trainer.sample_dir}")
 
 

@@ -50,7 +50,7 @@ def preset(name):
 
 
 def _is_resolution_map(value):
-    return isinstance(value, dict) and value and all(isinstance(k, int) for k in value)
+    return isinstance(value, dict) and all(isinstance(k, int) for k in value)
 
 
 def _nearest(key, choices):

@@ -187,8 +187,8 @@ class Trainer:
             self.optimizer_g.lr = self.optimizer_d.lr = phase.lr
 
     # ----- the loop --------------------------------------------------------------------------
-    def train(self, iters):
-        """Train until `iters` generator steps have been done in total."""
+    def train(self, iters, seconds=None):
+        """Train until `iters` generator steps have been done in total, or for `seconds` at most."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sample_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.run_dir / "config.yaml")
@@ -201,6 +201,8 @@ class Trainer:
         started = time.time()
         try:
             while self.step < iters:
+                if seconds is not None and time.time() - started > seconds:
+                    break
                 phase = self.schedule.phase(self.images)
                 if last_index is not None and phase.index != last_index:
                     self.save()
@@ -226,6 +228,9 @@ class Trainer:
             path = self.save()
             raise KeyboardInterrupt(f"saved {path} at step {self.step}") from None
         bar.close()
+        if not ckpt.checkpoint_path(self.run_dir, self.step).exists():
+            self.sample(self.schedule.phase(self.images))
+            self.save()
         return ckpt.checkpoint_path(self.run_dir, self.step)
 
     @staticmethod

@@ -1,0 +1,61 @@
+"""Progressive growing as a pure function of the images shown."""
+import pytest
+
+import jgan  # noqa: F401
+from jgan.errors import ConfigError
+from jgan.schedule import FixedSchedule, ProgressiveSchedule
+
+
+def progressive(**kwargs):
+    settings = dict(init_size=8, max_size=32, phase_images=100, batch_by_size={8: 10, 16: 5, 32: 4},
+                    lr_by_size={32: 0.002}, lr=0.001)
+    settings.update(kwargs)
+    return ProgressiveSchedule(**settings)
+
+
+def test_first_resolution_is_fully_grown_for_two_phases():
+    schedule = progressive()
+    for images in (0, 99, 199):
+        phase = schedule.phase(images)
+        assert (phase.size, phase.step, phase.alpha, phase.batch) == (8, 1, 1.0, 10)
+        assert not phase.fading
+
+
+def test_next_resolution_fades_in_over_one_phase_then_holds():
+    schedule = progressive()
+    assert schedule.phase(200).size == 16
+    assert schedule.phase(200).alpha == pytest.approx(1 / 100)
+    assert schedule.phase(249).alpha == pytest.approx(0.5)
+    assert schedule.phase(249).fading
+    assert schedule.phase(299).alpha == 1.0
+    assert schedule.phase(350).alpha == 1.0 and not schedule.phase(350).fading
+    assert schedule.phase(350).batch == 5 and schedule.phase(350).step == 2
+
+
+def test_last_resolution_holds_forever_with_its_learning_rate():
+    schedule = progressive()
+    phase = schedule.phase(10 ** 7)
+    assert (phase.size, phase.alpha, phase.batch, phase.lr, phase.index) == (32, 1.0, 4, 0.002, 2)
+    assert schedule.phase(0).lr == 0.001
+
+
+def test_fixed_batch_overrides_the_schedule():
+    schedule = progressive(fixed_batch=3)
+    assert {schedule.phase(i).batch for i in (0, 250, 10 ** 6)} == {3}
+
+
+def test_bad_sizes_are_sentences():
+    with pytest.raises(ConfigError, match="power of two"):
+        progressive(max_size=48)
+    with pytest.raises(ConfigError, match="larger than --max-size"):
+        progressive(init_size=64)
+    with pytest.raises(ConfigError, match="no batch size for 32 px"):
+        progressive(batch_by_size={8: 1, 16: 1})
+    with pytest.raises(ConfigError, match="power of two"):
+        FixedSchedule(size=30, batch=4, lr=1e-4)
+
+
+def test_fixed_schedule_never_changes():
+    schedule = FixedSchedule(size=32, batch=8, lr=1e-4)
+    assert schedule.phase(0) == schedule.phase(10 ** 9)
+    assert schedule.phase(0).step == 3
