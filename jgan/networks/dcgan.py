@@ -1,0 +1,122 @@
+"""DCGAN-family networks: DCGAN, WGAN, LSGAN, WGAN-GP, WGAN-div and WGANP generators and critics.
+
+Radford et al. 2016 (DCGAN), generalised from the PyTorch example's 64-px nets to any power-of-two
+size >= 16: the generator projects z to 4x4 and doubles the resolution log2(size) - 2 times; the
+discriminator mirrors it. Gulrajani et al. 2017 (WGAN-GP) drop BatchNorm from the critic.
+WGANP replaces the fractionally-strided convolutions by resize-convolutions (Odena et al. 2016).
+"""
+import math
+
+import jittor as jt
+from jittor import nn
+
+from jgan.errors import ConfigError
+
+ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
+CRITIC_NORMS = ("instance", "none")
+INIT_STD = 0.02
+
+
+def fractionally_strided_conv(in_channels, out_channels):
+    """x2 upsampling: ConvTranspose2d(k=4, s=2, p=1) without bias (DCGAN)."""
+    return nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)
+
+
+def resize_conv(in_channels, out_channels):
+    """x2 upsampling: nearest Upsample(x2) then Conv2d(k=3, s=1, p=1), free of checkerboard artefacts."""
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                         nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False))
+
+
+UPSAMPLERS = {"transposed": fractionally_strided_conv, "resize": resize_conv}
+
+
+def normalization(kind, channels):
+    """The layers that follow a hidden conv: [] for none, else [BatchNorm2d] or [InstanceNorm2d(affine)]."""
+    if kind == "none":
+        return []
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    return [nn.InstanceNorm2d(channels, affine=True)]
+
+
+def doublings(size):
+    """Number of x2 resolution steps between 4x4 and size x size: log2(size) - 2."""
+    if not isinstance(size, int) or size < 16 or size & (size - 1):
+        raise ConfigError(f"image size {size!r} is not supported; use a power of two >= 16 "
+                          f"such as 32, 64 or 128")
+    return int(math.log2(size)) - 2
+
+
+def dcgan_init(module):
+    """Conv weights ~ N(0, 0.02), norm weights ~ N(1, 0.02), biases 0 (DCGAN paper)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            jt.init.gauss_(layer.weight, 0.0, INIT_STD)
+            if layer.bias is not None:
+                jt.init.zero_(layer.bias)
+        elif isinstance(layer, (nn.BatchNorm2d, nn.InstanceNorm2d)) and layer.affine:
+            jt.init.gauss_(layer.weight, 1.0, INIT_STD)
+            jt.init.zero_(layer.bias)
+    return module
+
+
+class Generator(nn.Module):
+    """G(z): z -> ConvT(4x4) -> [x2 upsample, BN, ReLU] * (log2(size) - 3) -> x2 upsample -> Tanh."""
+
+    def __init__(self, size=64, nz=100, ngf=64, channels=3, upsample="transposed"):
+        super().__init__()
+        n = doublings(size)
+        widths = [ngf * 2 ** i for i in reversed(range(n))]
+        block = UPSAMPLERS[upsample]
+        layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
+                  nn.BatchNorm2d(widths[0]), nn.ReLU()]
+        for in_channels, out_channels in zip(widths, widths[1:]):
+            layers += [block(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU()]
+        layers += [block(widths[-1], channels), nn.Tanh()]
+        self.nz = nz
+        self.main = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def execute(self, z):
+        return self.main(z.reshape(z.shape[0], self.nz, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """D(x): Conv(s2), LReLU(0.2) -> [Conv(s2), norm, LReLU(0.2)] * (log2(size) - 3) -> Conv(4x4) logit (B,)."""
+
+    def __init__(self, size=64, ndf=64, channels=3, norm="batch"):
+        super().__init__()
+        n = doublings(size)
+        widths = [ndf * 2 ** i for i in range(n)]
+        hidden_bias = norm == "none"
+        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+        for in_channels, out_channels in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(in_channels, out_channels, 4, 2, 1, bias=hidden_bias),
+                       *normalization(norm, out_channels), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
+        self.main = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def execute(self, x):
+        return self.main(x).reshape(x.shape[0])
+
+
+def _nets_of(arch, critic_norm):
+    """(generator upsampling, discriminator norm) of an architecture."""
+    if arch in ("dcgan", "wgan", "lsgan"):
+        return "transposed", "batch"
+    if critic_norm not in CRITIC_NORMS:
+        raise ConfigError(f"unknown critic_norm {critic_norm!r} for {arch}; "
+                          f"choose one of {', '.join(CRITIC_NORMS)}")
+    return ("resize" if arch == "wganp" else "transposed"), critic_norm
+
+
+def build_networks(arch, size=64, nz=100, ngf=64, ndf=64, critic_norm="instance", channels=3):
+    """(generator, discriminator) of `arch`; dcgan/wgan/lsgan keep BatchNorm in D, the others are BN-free."""
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    upsample, norm = _nets_of(arch, critic_norm)
+    generator = Generator(size, nz, ngf, channels, upsample)
+    discriminator = Discriminator(size, ndf, channels, norm)
+    return generator, discriminator

@@ -1,0 +1,1 @@
+"""Independent PyTorch references for the parity tests (torch is a test-only dependency)."""

@@ -1,0 +1,90 @@
+"""PyTorch reference of the DCGAN-family nets, written from the PyTorch DCGAN example (64 px).
+
+Module indices inside `main` follow the same layer order as jgan.networks.dcgan so parameter names
+coincide; the widths are derived here from the image side instead of the 4x4 side.
+"""
+import torch
+from torch import nn
+
+
+def _widths(size, base):
+    """Channel widths at resolutions size/2, size/4, ..., 4 (base, 2 base, 4 base, ...)."""
+    widths, resolution = [], size // 2
+    while resolution >= 4:
+        widths.append(base * (size // 2 // resolution))
+        resolution //= 2
+    return widths
+
+
+def _upsample(kind, cin, cout):
+    if kind == "transposed":
+        return nn.ConvTranspose2d(cin, cout, kernel_size=4, stride=2, padding=1, bias=False)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                         nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=False))
+
+
+class TorchGenerator(nn.Module):
+    def __init__(self, size, nz, ngf, channels=3, upsample="transposed"):
+        super().__init__()
+        widths = _widths(size, ngf)[::-1]          # e.g. 64 px: 512, 256, 128, 64
+        layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]),
+                  nn.ReLU(True)]
+        for i in range(1, len(widths)):
+            layers += [_upsample(upsample, widths[i - 1], widths[i]), nn.BatchNorm2d(widths[i]),
+                       nn.ReLU(True)]
+        layers += [_upsample(upsample, widths[-1], channels), nn.Tanh()]
+        self.nz = nz
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.main(z.view(-1, self.nz, 1, 1))
+
+
+class TorchDiscriminator(nn.Module):
+    def __init__(self, size, ndf, channels=3, norm="batch"):
+        super().__init__()
+        widths = _widths(size, ndf)                # e.g. 64 px: 64, 128, 256, 512
+        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for i in range(1, len(widths)):
+            layers.append(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=(norm == "none")))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(widths[i]))
+            elif norm == "instance":
+                layers.append(nn.InstanceNorm2d(widths[i], affine=True))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.main(x).view(-1)
+
+
+def weights_init(m):
+    """The PyTorch DCGAN example's initialisation, extended to InstanceNorm's affine weights."""
+    name = type(m).__name__
+    if "Conv" in name:
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif "Norm" in name and m.weight is not None:
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+REFERENCE_NETS = {   # arch -> (generator upsampling, critic norm)
+    "dcgan": ("transposed", "batch"), "wgan": ("transposed", "batch"), "lsgan": ("transposed", "batch"),
+    "wgan-gp": ("transposed", "instance"), "wgan-div": ("transposed", "instance"),
+    "wganp": ("resize", "instance"),
+}
+
+
+def torch_networks(arch, size, nz, ngf, ndf, critic_norm="instance"):
+    upsample, norm = REFERENCE_NETS[arch]
+    if norm != "batch":
+        norm = critic_norm
+    torch.manual_seed(0)
+    generator = TorchGenerator(size, nz, ngf, upsample=upsample)
+    discriminator = TorchDiscriminator(size, ndf, norm=norm)
+    generator.apply(weights_init)
+    discriminator.apply(weights_init)
+    return generator, discriminator

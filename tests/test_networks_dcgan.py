@@ -1,0 +1,171 @@
+"""Specification of jgan.networks.dcgan: shapes, sizes, initialisation and parity with PyTorch.
+
+Parity runs at 32 px with ngf = ndf = 8, batch 4. Tolerances: outputs of convolution stacks agree
+to float32 rounding (atol 1e-6 on tanh images and on logits of magnitude < 1, rtol 1e-5).
+"""
+import jgan  # noqa: F401  (configures Jittor before it is imported)
+import jittor as jt
+import numpy as np
+import pytest
+import torch
+
+from jgan.errors import ConfigError
+from jgan.networks.dcgan import ARCHS, Discriminator, Generator, build_networks
+from parity import assert_close, copy_parameters
+from reference.dcgan_torch import torch_networks
+
+SIZE, NZ, WIDTH, BATCH = 32, 100, 8, 4
+OUTPUT_ATOL, OUTPUT_RTOL = 1e-6, 1e-5
+BN_MOMENTUM = 0.1
+
+
+def inputs(seed=0):
+    rng = np.random.RandomState(seed)
+    z = rng.randn(BATCH, NZ).astype(np.float32)
+    x = rng.uniform(-1, 1, (BATCH, 3, SIZE, SIZE)).astype(np.float32)
+    return z, x
+
+
+def paired_networks(arch, critic_norm="instance"):
+    """Jittor and PyTorch nets of `arch` holding the same (torch-initialised) weights."""
+    jt_g, jt_d = build_networks(arch, SIZE, NZ, WIDTH, WIDTH, critic_norm)
+    th_g, th_d = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH, critic_norm)
+    copy_parameters(jt_g, th_g)
+    copy_parameters(jt_d, th_d)
+    return (jt_g, jt_d), (th_g, th_d)
+
+
+def torch_forward(net, array):
+    """(net(array), {BatchNorm name: elements per channel n = B*H*W it normalised over})."""
+    sizes, hooks = {}, []
+    for name, layer in net.named_modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            def record(layer, args, output, name=name):
+                sizes[name] = args[0].numel() // args[0].shape[1]
+            hooks.append(layer.register_forward_hook(record))
+    output = net(torch.from_numpy(array))
+    for hook in hooks:
+        hook.remove()
+    return output, sizes
+
+
+def assert_running_statistics(label, jt_net, th_net, sizes):
+    """running_mean equal; running_var equal once Jittor's biased batch variance is accounted for.
+
+    Both keep r <- (1 - m) r + m v from r = 1; torch's v is unbiased (n/(n-1) times Jittor's), so
+    after k updates jittor (r - (1-m)^k) == torch (r - (1-m)^k) (n-1)/n.
+    """
+    jt_state, th_state = jt_net.state_dict(), dict(th_net.named_buffers())
+    assert sizes, f"{label}: no BatchNorm layer was run"
+    for name, n in sizes.items():
+        kept = (1 - BN_MOMENTUM) ** int(th_state[f"{name}.num_batches_tracked"])
+        assert_close(f"{label}.{name}.running_mean", jt_state[f"{name}.running_mean"],
+                     th_state[f"{name}.running_mean"], atol=1e-7)
+        assert_close(f"{label}.{name}.running_var (biased vs unbiased)",
+                     jt_state[f"{name}.running_var"].numpy() - kept,
+                     (th_state[f"{name}.running_var"] - kept) * (n - 1) / n, atol=1e-7)
+
+
+# ----- shapes and sizes ------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["dcgan", "wganp"])
+def test_generator_maps_z_to_images_in_tanh_range(arch):
+    generator, _ = build_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    z, _ = inputs()
+    flat = generator(jt.array(z))
+    assert flat.shape == (BATCH, 3, SIZE, SIZE)
+    assert np.abs(flat.numpy()).max() <= 1.0
+    spatial = generator(jt.array(z.reshape(BATCH, NZ, 1, 1)))
+    assert_close(f"{arch} G(z) for z of shape (B, nz, 1, 1)", spatial, flat, atol=0.0)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+@pytest.mark.parametrize("arch", ["dcgan", "wgan-gp", "wganp"])
+def test_output_shapes_at_larger_sizes(arch, size):
+    generator, discriminator = build_networks(arch, size, nz=16, ngf=4, ndf=4)
+    images = generator(jt.randn(2, 16))
+    assert images.shape == (2, 3, size, size)
+    assert discriminator(images).shape == (2,)
+
+
+def test_64px_dcgan_has_the_pytorch_example_layer_shapes():
+    """The PyTorch DCGAN example: G 100 -> 512 -> 256 -> 128 -> 64 -> 3, D 3 -> 64 -> ... -> 512 -> 1."""
+    generator, discriminator = build_networks("dcgan", 64)
+    g_convs = [tuple(p.shape) for n, p in generator.named_parameters() if p.ndim == 4]
+    d_convs = [tuple(p.shape) for n, p in discriminator.named_parameters() if p.ndim == 4]
+    assert g_convs == [(100, 512, 4, 4), (512, 256, 4, 4), (256, 128, 4, 4), (128, 64, 4, 4), (64, 3, 4, 4)]
+    assert d_convs == [(64, 3, 4, 4), (128, 64, 4, 4), (256, 128, 4, 4), (512, 256, 4, 4), (1, 512, 4, 4)]
+    convs = [m for net in (generator, discriminator) for m in net.modules()
+             if isinstance(m, (jt.nn.Conv2d, jt.nn.ConvTranspose2d))]
+    assert len(convs) == 10 and all(conv.bias is None for conv in convs), "DCGAN convs have no bias"
+
+
+def test_wganp_generator_honours_ngf_and_upsamples_without_transposed_convolutions():
+    generator = Generator(SIZE, NZ, ngf=12, upsample="resize")
+    convs = [tuple(p.shape) for n, p in generator.named_parameters() if p.ndim == 4]
+    assert convs == [(100, 48, 4, 4), (24, 48, 3, 3), (12, 24, 3, 3), (3, 12, 3, 3)]
+
+
+def test_critic_has_no_batch_norm_and_no_sigmoid():
+    for arch in ("wgan-gp", "wganp", "wgan-div"):
+        _, critic = build_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+        assert not any("running" in name for name in critic.state_dict()), arch
+    _, critic = build_networks("wgan-gp", SIZE, NZ, WIDTH, WIDTH, critic_norm="none")
+    assert not any(isinstance(m, jt.nn.InstanceNorm2d) for m in critic.modules())
+    assert isinstance(critic.main[-1], jt.nn.Conv2d), "the critic ends with its 4x4 conv, no sigmoid"
+
+
+@pytest.mark.parametrize("size", [8, 48, 100, 0, 32.0])
+def test_unsupported_size_is_a_config_error(size):
+    with pytest.raises(ConfigError, match="power of two"):
+        build_networks("dcgan", size)
+
+
+def test_unknown_arch_and_critic_norm_are_config_errors():
+    with pytest.raises(ConfigError, match="dcgan, wgan, wgan-gp, wganp, lsgan, wgan-div"):
+        build_networks("gan", SIZE)
+    with pytest.raises(ConfigError, match="instance, none"):
+        build_networks("wgan-gp", SIZE, critic_norm="batch")
+    assert ARCHS == ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
+
+
+def test_dcgan_initialisation():
+    """Conv weights ~ N(0, 0.02); BatchNorm weights ~ N(1, 0.02), biases 0 (64 px, default widths)."""
+    generator, discriminator = Generator(64), Discriminator(64)
+    for net in (generator, discriminator):
+        state = {n: v.numpy() for n, v in net.state_dict().items()}
+        convs = np.concatenate([v.ravel() for v in state.values() if v.ndim == 4])
+        norms = np.concatenate([v for n, v in state.items() if v.ndim == 1 and n.endswith("weight")])
+        biases = np.concatenate([v for n, v in state.items() if n.endswith("bias")])
+        assert abs(convs.mean()) < 1e-3 and abs(convs.std() - 0.02) < 1e-3
+        assert abs(norms.mean() - 1) < 5e-3 and abs(norms.std() - 0.02) < 5e-3
+        assert not biases.any()
+
+
+# ----- parity with PyTorch ---------------------------------------------------------------------
+PARITY_CASES = [("dcgan", "instance"), ("wgan-gp", "instance"), ("wgan-gp", "none"), ("wganp", "instance")]
+
+
+@pytest.mark.parametrize("arch,critic_norm", PARITY_CASES)
+def test_eval_mode_outputs_match_pytorch(arch, critic_norm):
+    (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)
+    for net in (jt_g, jt_d, th_g, th_d):
+        net.eval()
+    z, x = inputs()
+    with torch.no_grad():
+        th_images, th_scores = th_g(torch.from_numpy(z)), th_d(torch.from_numpy(x))
+    assert_close(f"{arch} G(z) eval", jt_g(jt.array(z)), th_images, OUTPUT_ATOL, OUTPUT_RTOL)
+    assert_close(f"{arch} D(x) eval", jt_d(jt.array(x)), th_scores, OUTPUT_ATOL, OUTPUT_RTOL)
+
+
+@pytest.mark.parametrize("arch,critic_norm", PARITY_CASES)
+def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic_norm):
+    """Batch statistics agree; running_var differs only by Jittor's biased (n-1)/n estimate."""
+    (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)
+    z, x = inputs()
+    th_images, g_sizes = torch_forward(th_g, z)
+    th_scores, d_sizes = torch_forward(th_d, x)
+    assert_close(f"{arch} G(z) train", jt_g(jt.array(z)), th_images, OUTPUT_ATOL, OUTPUT_RTOL)
+    assert_close(f"{arch} D(x) train", jt_d(jt.array(x)), th_scores, OUTPUT_ATOL, OUTPUT_RTOL)
+    assert_running_statistics(f"{arch} G", jt_g, th_g, g_sizes)
+    if d_sizes:
+        assert_running_statistics(f"{arch} D", jt_d, th_d, d_sizes)
