@@ -1,0 +1,84 @@
+"""Make images and figures from a trained generator.
+
+    python generate.py                              # 8x8 grid from the newest run
+    python generate.py -g checkpoint/wganp -s --walk --progress
+    python generate.py --mixing --noise --interpolate   # newest StyleGAN run
+"""
+import sys
+
+from jgan.cli import ArgumentParser, run
+
+
+def build_parser():
+    parser = ArgumentParser(description="Generate images and figures from a jgan checkpoint.")
+    parser.add_argument("-g", "--checkpoint",
+                        help="checkpoint file or run folder (default: the newest run in --checkpoint-dir)")
+    parser.add_argument("--checkpoint-dir", default="checkpoint", help="where runs are looked for")
+    parser.add_argument("--out", default="results", help="output folder")
+    parser.add_argument("--n", type=int, default=64, help="number of images in the sample grid")
+    parser.add_argument("--nrow", type=int, default=8, help="images per grid row")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the latents")
+    parser.add_argument("-s", "--separate", action="store_true", help="also write each image as its own PNG")
+    parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--walk", action="store_true", help="latent-walk GIF (linear in z between random points)")
+    parser.add_argument("--progress", action="store_true",
+                        help="training-progress GIF: the run's fixed noise through every saved checkpoint")
+    style = parser.add_argument_group("StyleGAN figures")
+    style.add_argument("--mixing", action="store_true", help="style-mixing figure")
+    style.add_argument("--mixing-range", default="coarse",
+                       help="layers taken from the sources: coarse, middle, fine or A,B (resolution indices, 0 = 4 px)")
+    style.add_argument("--noise", action="store_true", help="noise figure with per-pixel standard deviation")
+    style.add_argument("--interpolate", action="store_true", help="4-corner bilinear latent interpolation grid")
+    style.add_argument("--truncation", type=float, help="truncation psi around the average latent (e.g. 0.7)")
+    style.add_argument("--truncation-cutoff", type=int,
+                       help="apply truncation to the first N resolutions only")
+    return parser
+
+
+def main(args):
+    from pathlib import Path
+
+    from jgan import checkpoint, generation, runtime, visual
+    from jgan.errors import ConfigError
+
+    if args.n < 1 or args.nrow < 1:
+        raise ConfigError("--n and --nrow must be at least 1")
+    runtime.set_device(args.device)
+    stylegan_figure = args.mixing or args.noise or args.interpolate
+    source = args.checkpoint or checkpoint.newest_run(args.checkpoint_dir,
+                                                      ("stylegan",) if stylegan_figure else None)
+    generator = generation.load_trained(source, ema=not args.no_ema)
+    truncation = generator.truncation_inputs(args.truncation, args.truncation_cutoff)
+    out = Path(args.out)
+    prefix = f"{Path(generator.checkpoint).parent.name}-{generator.run_step:07d}"
+    print(f"generate: {generator.arch} from {generator.checkpoint} ({generator.size} px)", file=sys.stderr)
+    written = []
+    images, sample_grid = generation.sample_grid(generator, args.n, args.nrow, args.seed, **truncation)
+    written.append(visual.save_image(sample_grid, out / f"{prefix}-samples.png"))
+    if args.separate:
+        for index, image in enumerate(visual.to_uint8(images)):
+            visual.save_image(image, out / f"{prefix}-samples" / f"{index:04d}.png")
+        written.append(out / f"{prefix}-samples" / f"{{0000..{args.n - 1:04d}}}.png")
+    if args.walk:
+        frames = generation.latent_walk_frames(generator, min(args.n, 16), 4, args.seed, **truncation)
+        written.append(visual.save_gif(frames, out / f"{prefix}-walk.gif"))
+    if args.progress:
+        frames = generation.progress_frames(generator.checkpoint, min(args.n, 16), 4, ema=not args.no_ema)
+        written.append(visual.save_gif(frames, out / f"{prefix}-progress.gif", seconds_per_frame=0.4))
+    if args.mixing:
+        figure = generation.style_mixing_figure(generator, 5, 3, generation.parse_mixing_range(args.mixing_range),
+                                                args.seed, **truncation)
+        written.append(visual.save_image(figure, out / f"{prefix}-mixing-{args.mixing_range.replace(',', '-')}.png"))
+    if args.noise:
+        figure = generation.noise_figure(generator, 3, 6, args.seed, **truncation)
+        written.append(visual.save_image(figure, out / f"{prefix}-noise.png"))
+    if args.interpolate:
+        figure = generation.interpolation_grid(generator, 8, args.seed, **truncation)
+        written.append(visual.save_image(figure, out / f"{prefix}-interpolation.png"))
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    run(main, build_parser())

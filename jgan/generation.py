@@ -1,0 +1,200 @@
+"""Using a trained generator: loading it from a checkpoint and making the figures of generate.py."""
+from dataclasses import dataclass, field
+
+import jittor as jt
+import numpy as np
+
+from jgan import checkpoint as ckpt
+from jgan.errors import ConfigError
+from jgan.networks import build_networks, latent_dim
+from jgan.schedule import build_schedule
+from jgan.visual import grid, to_uint8
+
+MIXING_RANGES = {"coarse": (0, 1), "middle": (2, 3), "fine": (4, 8)}  # by resolution: 4-8, 16-32, 64+ px
+
+
+@dataclass
+class TrainedGenerator:
+    """A generator in eval mode with what is needed to call it at the resolution it reached."""
+    module: object
+    arch: str
+    latent_dim: int
+    step: int = 0               # progressive step (log2(size) - 2); 0 for fixed-size nets
+    alpha: float = 1.0
+    checkpoint: str = ""
+    fixed_z: np.ndarray = None
+    run_step: int = 0
+    mean_style: object = field(default=None, repr=False)
+
+    @property
+    def progressive(self):
+        return self.arch == "stylegan"
+
+    @property
+    def size(self):
+        return 4 * 2 ** self.step
+
+    def inputs(self):
+        return {"step": self.step, "alpha": self.alpha} if self.progressive else {}
+
+    def __call__(self, z, **kwargs):
+        with jt.no_grad():
+            return self.module(z, **self.inputs(), **kwargs)
+
+    def truncation_inputs(self, psi, cutoff=None):
+        """Keyword arguments for truncation psi around the average latent (StyleGAN only)."""
+        if psi is None or psi >= 1:
+            return {}
+        if not self.progressive:
+            raise ConfigError("--truncation applies to StyleGAN checkpoints only; drop it")
+        if self.mean_style is None:
+            with jt.no_grad():
+                self.mean_style = self.module.mean_style(jt.randn(4096, self.latent_dim))
+        kwargs = {"mean_style": self.mean_style, "style_weight": psi}
+        if cutoff is not None:
+            kwargs["truncation_cutoff"] = cutoff
+        return kwargs
+
+
+def load_trained(path, ema=True):
+    """The generator of a jgan checkpoint file or run folder, in eval mode."""
+    document = ckpt.load_checkpoint(path)
+    config, arch = document["config"], document["arch"]
+    generator, _ = build_networks(arch, config["model"])
+    networks = document["networks"]
+    key = "generator_ema" if ema and "generator_ema" in networks else "generator"
+    ckpt.load_module_state(generator, networks[key], "generator")
+    generator.eval()
+    phase = build_schedule(config).phase(document["images"])
+    return TrainedGenerator(generator, arch, latent_dim(arch, config["model"]), phase.step, phase.alpha,
+                            document["path"], document.get("fixed_z"), document["step"])
+
+
+def load_generator(path, ema=True):
+    """The generator module of any jgan checkpoint or run folder, in eval mode.
+
+    For StyleGAN, call it as rosinality's StyledGenerator with `step=G.trained_step` (the
+    resolution it reached: 4 * 2**step px) and `alpha=G.trained_alpha`."""
+    trained = load_trained(path, ema)
+    trained.module.trained_step, trained.module.trained_alpha = trained.step, trained.alpha
+    return trained.module
+
+
+def random_z(n, dim, seed):
+    return np.random.RandomState(seed).randn(n, dim).astype(np.float32)
+
+
+def synthesize(generator, z, chunk=64, **kwargs):
+    """Images (NCHW floats in [-1, 1]) for latents `z`, in chunks to bound memory."""
+    parts = [generator(jt.array(z[i:i + chunk]), **kwargs).numpy() for i in range(0, len(z), chunk)]
+    return np.concatenate(parts)
+
+
+def sample_grid(generator, n, nrow, seed, **kwargs):
+    images = synthesize(generator, random_z(n, generator.latent_dim, seed), **kwargs)
+    return images, grid(to_uint8(images), nrow)
+
+
+def latent_walk_frames(generator, n, nrow, seed, points=4, steps=12, **kwargs):
+    """Grid frames moving linearly in z through `points` random endpoints and back to the first."""
+    rng = np.random.RandomState(seed)
+    ends = rng.randn(points, n, generator.latent_dim).astype(np.float32)
+    frames = []
+    for a, b in zip(ends, np.roll(ends, -1, axis=0)):
+        for t in np.linspace(0, 1, steps, endpoint=False):
+            z = ((1 - t) * a + t * b).astype(np.float32)
+            frames.append(grid(to_uint8(synthesize(generator, z, **kwargs)), nrow))
+    return frames
+
+
+def progress_frames(run_path, n, nrow, ema=True):
+    """Grids of the run's fixed noise through every saved checkpoint, oldest first; images of
+    earlier (smaller) progressive phases are enlarged to the final size."""
+    run_dir = ckpt.resolve(run_path).parent
+    batches = []
+    for path in ckpt.numbered_checkpoints(run_dir):
+        trained = load_trained(path, ema)
+        z = trained.fixed_z[:n] if trained.fixed_z is not None else random_z(n, trained.latent_dim, 0)
+        batches.append(synthesize(trained, z))
+    size = max(images.shape[-1] for images in batches)
+    return [grid(to_uint8(_enlarge(images, size)), nrow) for images in batches]
+
+
+def _enlarge(images, size):
+    """Nearest-neighbour enlargement of NCHW images to `size` pixels."""
+    factor = size // images.shape[-1]
+    return images.repeat(factor, axis=2).repeat(factor, axis=3) if factor > 1 else images
+
+
+def parse_mixing_range(text):
+    """'coarse' | 'middle' | 'fine' | 'A,B' (resolution indices, 0 = 4 px) -> (A, B)."""
+    if text in MIXING_RANGES:
+        return MIXING_RANGES[text]
+    try:
+        start, end = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--mixing-range {text!r} must be coarse, middle, fine or two indices "
+                          f"like 0,1") from None
+    if not 0 <= start <= end:
+        raise ConfigError(f"--mixing-range {text!r} needs 0 <= start <= end")
+    return start, end
+
+
+def _require_stylegan(generator, figure):
+    if not generator.progressive:
+        raise ConfigError(f"--{figure} needs a StyleGAN checkpoint, but {generator.checkpoint} is "
+                          f"{generator.arch}; pass -g with a StyleGAN run")
+
+
+def style_mixing_figure(generator, n_source, n_dest, mixing_range, seed, **kwargs):
+    """Top row: sources; left column: destinations; cell (i, j): destination i with source j's
+    styles on the resolutions of `mixing_range` (Karras et al. 2019, Fig. 3)."""
+    _require_stylegan(generator, "mixing")
+    z_source = random_z(n_source, generator.latent_dim, seed)
+    z_dest = random_z(n_dest, generator.latent_dim, seed + 1)
+    sources = to_uint8(synthesize(generator, z_source, **kwargs))
+    dests = to_uint8(synthesize(generator, z_dest, **kwargs))
+    blank = np.full_like(sources[:1], 255)
+    rows = [np.concatenate([blank, sources])]
+    for index in range(n_dest):
+        z_row = np.repeat(z_dest[index:index + 1], n_source, axis=0)
+        with jt.no_grad():
+            mixed = generator.module([jt.array(z_row), jt.array(z_source)], **generator.inputs(),
+                                     mixing_range=mixing_range, **kwargs)
+        rows.append(np.concatenate([dests[index:index + 1], to_uint8(mixed)]))
+    return grid(np.concatenate(rows), nrow=n_source + 1)
+
+
+def noise_inputs(generator, batch, rng):
+    """One noise map per conv layer (two per resolution) up to the generator's step."""
+    maps = []
+    for index in range(generator.step + 1):
+        size = 4 * 2 ** index
+        maps += [jt.array(rng.randn(batch, 1, size, size).astype(np.float32)) for _ in range(2)]
+    return maps
+
+
+def noise_figure(generator, n_latents, n_noises, seed, n_std=32, **kwargs):
+    """Rows: one latent each; columns: that latent under different noise, then the per-pixel
+    standard deviation over `n_std` noises (white = most affected by noise)."""
+    _require_stylegan(generator, "noise")
+    rng = np.random.RandomState(seed)
+    z = random_z(n_latents, generator.latent_dim, seed)
+    rows = []
+    for index in range(n_latents):
+        z_row = jt.array(np.repeat(z[index:index + 1], max(n_noises, n_std), axis=0))
+        images = generator(z_row, noise=noise_inputs(generator, z_row.shape[0], rng), **kwargs).numpy()
+        std = images.std(axis=0).mean(axis=0)
+        std_image = np.repeat((std / max(std.max(), 1e-8) * 255).astype(np.uint8)[..., None], 3, axis=2)
+        rows.append(np.concatenate([to_uint8(images[:n_noises]), std_image[None]]))
+    return grid(np.concatenate(rows), nrow=n_noises + 1)
+
+
+def interpolation_grid(generator, n, seed, **kwargs):
+    """n x n grid: four random latents at the corners, bilinear interpolation in between."""
+    corners = random_z(4, generator.latent_dim, seed)
+    t = np.linspace(0, 1, n, dtype=np.float32)
+    top = (1 - t)[:, None] * corners[0] + t[:, None] * corners[1]
+    bottom = (1 - t)[:, None] * corners[2] + t[:, None] * corners[3]
+    z = np.concatenate([(1 - s) * top + s * bottom for s in t]).astype(np.float32)
+    return grid(to_uint8(synthesize(generator, z, **kwargs)), nrow=n)

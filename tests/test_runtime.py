@@ -1,0 +1,63 @@
+"""The Jittor runtime is configured in one place, offline, before Jittor is imported."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jgan
+from jgan import runtime
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def clean_environment():
+    """Only what a user's shell surely has: no Jittor or jgan variables at all."""
+    return {"HOME": os.environ["HOME"], "PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+
+
+def test_import_with_no_environment_prints_the_startup_line_with_onednn_on():
+    result = subprocess.run([sys.executable, "-c", "import jgan"], cwd=REPO, env=clean_environment(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    line = [l for l in result.stderr.splitlines() if l.startswith("jgan:")]
+    assert line == [f"jgan: jittor 1.3.11.0, device {jgan.DEVICE}, oneDNN on"], result.stderr
+    assert "Downloading" not in result.stdout + result.stderr
+
+
+def test_onednn_convolution_ops_are_loaded():
+    from jittor import compile_extern
+    assert runtime.onednn_active()
+    assert hasattr(compile_extern.mkl_ops, "mkl_conv")
+
+
+def test_onednn_folder_points_at_the_system_library():
+    folder = Path.home() / ".cache" / "jittor" / "mkl" / runtime._onednn_folder_name()
+    library = folder / "lib" / "libmkldnn.so"
+    assert library.is_symlink() and Path(os.readlink(library)).name.startswith("libdnnl.so")
+    assert (folder / "include" / "dnnl.h").exists()
+
+
+def test_device_choice_follows_the_hardware():
+    import jittor as jt
+    assert runtime.set_device("cpu") == "cpu" and jt.flags.use_cuda == 0
+    expected = "cuda" if jt.has_cuda else "cpu"
+    assert runtime.set_device("auto") == expected
+
+
+def test_cuda_on_a_machine_without_it_is_a_sentence():
+    import jittor as jt
+    import pytest
+    from jgan.errors import ConfigError
+    if jt.has_cuda:
+        assert runtime.set_device("cuda") == "cuda"
+        runtime.set_device("auto")
+        return
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        runtime.set_device("cuda")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        runtime.set_device("tpu")
+
+
+def test_no_cuda_driver_means_nvcc_is_hidden_from_jittor():
+    if runtime.cuda_device_count() == 0:
+        assert os.environ.get("nvcc_path") == ""
