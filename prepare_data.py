@@ -1,0 +1,38 @@
+"""Turn a folder of images into the multi-resolution LMDB that train.py reads.
+
+    python prepare_data.py --out lmdb dataset/
+    python prepare_data.py --out lmdb --sizes 8 16 32 64 --format jpeg --n_worker 4 photos/
+
+The LMDB has rosinality's style-based-gan-pytorch layout, so either tool reads the other's.
+"""
+from jgan.cli import ArgumentParser, run
+from jgan.data import DEFAULT_SIZES, FORMATS, prepare_lmdb
+
+
+def build_parser():
+    parser = ArgumentParser(description="Resize and centre-crop every image of a folder (recursively) "
+                                        "to each size and store them in an LMDB.")
+    parser.add_argument("folder", help="folder of jpg/png/webp/bmp/gif/tif images (searched recursively)")
+    parser.add_argument("--out", default="lmdb", help="the LMDB to write (a folder)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
+                        help="image sizes to store; sizes above the largest image's shorter side are dropped")
+    parser.add_argument("--format", choices=FORMATS, default="png",
+                        help="encoding of the stored images (png is lossless)")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (with --format jpeg)")
+    parser.add_argument("--n_worker", "--n-worker", type=int, default=1,
+                        help="processes decoding and encoding images")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out LMDB (only once the new one is complete)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(args):
+    summary = prepare_lmdb(args.folder, args.out, sizes=args.sizes, image_format=args.format,
+                           quality=args.quality, n_worker=args.n_worker, force=args.force,
+                           progress=not args.no_progress)
+    print(summary.report())
+
+
+if __name__ == "__main__":
+    run(main, parser=build_parser())
