@@ -1,0 +1,263 @@
+"""The layers of StyleGAN v1 (Karras et al. 2019), one small class each, named as the paper names them.
+
+Equalised learning rate (Karras et al. 2018): a weight is stored as N(0, 1) and multiplied by
+its He constant c = sqrt(2 / fan_in) in every forward pass, so that Adam moves every layer at the
+same speed. `lr_mul` slows a layer down further (the mapping network uses 0.01): the weight is
+stored as N(0, 1/lr_mul^2) and multiplied by c * lr_mul, so its initial value is unchanged and one
+Adam step moves it lr_mul times as far.
+"""
+import math
+
+import numpy as np
+import jittor as jt
+from jittor import nn
+
+LRELU_SLOPE = 0.2
+
+
+def check_shape(name, x, expected):
+    """Raise ValueError unless x.shape matches `expected` (None matches any size)."""
+    got = tuple(x.shape)
+    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+        shown = tuple("B" if e is None else e for e in expected)
+        raise ValueError(f"{name} should have shape {shown}, got {got}.")
+
+
+def he_constant(fan_in):
+    """c = sqrt(2 / fan_in), the scale of He initialisation applied at run time."""
+    return math.sqrt(2.0 / fan_in)
+
+
+def leaky_relu(x):
+    """y = max(x, 0.2 x)."""
+    return nn.leaky_relu(x, LRELU_SLOPE)
+
+
+def upsample_nearest(x):
+    """y[i, j] = x[i // 2, j // 2]: nearest-neighbour upsampling by 2."""
+    batch, channels, height, width = x.shape
+    return x.reindex([batch, channels, 2 * height, 2 * width], ["i0", "i1", "i2/2", "i3/2"])
+
+
+def downsample_average(x):
+    """y = 2x2 average pooling with stride 2."""
+    return nn.avg_pool2d(x, 2)
+
+
+def lerp(a, b, t):
+    """(1 - t) a + t b, the progressive-growing fade-in; t is a float or a jt.Var."""
+    return (1 - t) * a + t * b
+
+
+class EqualLinear(nn.Module):
+    """y = x (c lr_mul W)^T + lr_mul b, c = sqrt(2 / in_dim): a fully connected layer with equalised lr."""
+
+    def __init__(self, in_dim, out_dim, bias_init=0.0, lr_mul=1.0):
+        """`bias_init` is a number or a sequence of out_dim numbers (the effective initial bias)."""
+        self.in_dim = in_dim
+        self.lr_mul = lr_mul
+        self.scale = he_constant(in_dim) * lr_mul
+        self.weight = jt.array(np.random.randn(out_dim, in_dim).astype(np.float32) / lr_mul)
+        bias = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), (out_dim,))
+        self.bias = jt.array(bias / np.float32(lr_mul))
+
+    def execute(self, x):
+        check_shape("EqualLinear input", x, (None, self.in_dim))
+        return jt.matmul(x, (self.weight * self.scale).transpose()) + self.bias * self.lr_mul
+
+
+class EqualConv2d(nn.Module):
+    """y = conv2d(x, c W) + b, c = sqrt(2 / (in_channels k^2)): a convolution with equalised lr."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding=0):
+        self.in_channels = in_channels
+        self.padding = padding
+        self.scale = he_constant(in_channels * kernel_size * kernel_size)
+        self.weight = jt.array(np.random.randn(out_channels, in_channels, kernel_size,
+                                               kernel_size).astype(np.float32))
+        self.bias = jt.zeros(out_channels)
+
+    def execute(self, x):
+        check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
+        return nn.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
+class UpsampleConv2d(EqualConv2d):
+    """y = conv2d(upsample_nearest(x), c W) + b: nearest x2 upsampling followed by an EqualConv2d."""
+
+    def execute(self, x):
+        return super().execute(upsample_nearest(x))
+
+
+class ConvDownsample2d(EqualConv2d):
+    """y = avg_pool_2x2(conv2d(x, c W) + b): an EqualConv2d followed by 2x2 average pooling."""
+
+    def execute(self, x):
+        return downsample_average(super().execute(x))
+
+
+def fused_kernel(weight):
+    """The k x k kernel padded to k+2 and box-averaged to k+1: (W00 + W01 + W10 + W11) / 4.
+
+    A stride-2 (transposed) convolution with this kernel equals a k x k convolution applied
+    after nearest upsampling (or followed by 2x2 average pooling), computed in one step.
+    """
+    w = nn.pad(weight, [1, 1, 1, 1])
+    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
+
+
+class FusedUpsample(nn.Module):
+    """y = conv_transpose2d(x, fused_kernel(c W), stride 2) + b: upsampling and conv in one op."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding=0):
+        self.in_channels = in_channels
+        self.padding = padding
+        self.scale = he_constant(in_channels * kernel_size * kernel_size)
+        self.weight = jt.array(np.random.randn(in_channels, out_channels, kernel_size,
+                                               kernel_size).astype(np.float32))
+        self.bias = jt.zeros(out_channels)
+
+    def execute(self, x):
+        check_shape("FusedUpsample input", x, (None, self.in_channels, None, None))
+        return nn.conv_transpose2d(x, fused_kernel(self.weight * self.scale), self.bias,
+                                   stride=2, padding=self.padding)
+
+
+class FusedDownsample(nn.Module):
+    """y = conv2d(x, fused_kernel(c W), stride 2) + b: conv and 2x2 average pooling in one op."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding=0):
+        self.in_channels = in_channels
+        self.padding = padding
+        self.scale = he_constant(in_channels * kernel_size * kernel_size)
+        self.weight = jt.array(np.random.randn(out_channels, in_channels, kernel_size,
+                                               kernel_size).astype(np.float32))
+        self.bias = jt.zeros(out_channels)
+
+    def execute(self, x):
+        check_shape("FusedDownsample input", x, (None, self.in_channels, None, None))
+        return nn.conv2d(x, fused_kernel(self.weight * self.scale), self.bias,
+                         stride=2, padding=self.padding)
+
+
+class PixelNorm(nn.Module):
+    """y = x / sqrt(mean_c(x^2) + 1e-8): every feature vector normalised to unit length."""
+
+    def execute(self, x):
+        return x / jt.sqrt(x.sqr().mean(dim=1, keepdims=True) + 1e-8)
+
+
+class Blur(nn.Module):
+    """y = x * k per channel, k = [1 2 1]^T [1 2 1] / 16, zero padding 1: a binomial low-pass filter.
+
+    A depthwise convolution with a constant kernel, so its gradient (of any order) is the
+    convolution with the flipped kernel, derived by Jittor's autograd. The kernel is not a
+    parameter and not part of the state dict.
+    """
+
+    def __init__(self):
+        taps = np.array([1.0, 2.0, 1.0], dtype=np.float32)
+        kernel = np.outer(taps, taps) / np.float32(16.0)
+        self._kernel = jt.array(kernel.reshape(1, 1, 3, 3)).stop_grad()
+
+    def execute(self, x):
+        channels = x.shape[1]
+        return nn.conv2d(x, self._kernel.broadcast((channels, 1, 3, 3)), padding=1, groups=channels)
+
+
+class NoiseInjection(nn.Module):
+    """y = x + c w noise, c = sqrt(2 / channels): per-channel scaled noise, w initialised to 0.
+
+    As in rosinality's implementation the learned per-channel weight has an equalised lr.
+    `noise` is (B, 1, H, W), the same map for every channel.
+    """
+
+    def __init__(self, channels):
+        self.channels = channels
+        self.scale = he_constant(channels)
+        self.weight = jt.zeros((1, channels, 1, 1))
+
+    def execute(self, x, noise):
+        batch, _, height, width = x.shape
+        check_shape("noise", noise, (batch, 1, height, width))
+        return x + self.weight * self.scale * noise
+
+
+def instance_norm(x, eps=1e-5):
+    """(x - mean_hw(x)) / sqrt(var_hw(x) + eps), the biased variance over each feature map."""
+    centered = x - x.mean(dims=[2, 3], keepdims=True)
+    return centered / jt.sqrt(centered.sqr().mean(dims=[2, 3], keepdims=True) + eps)
+
+
+class AdaptiveInstanceNorm(nn.Module):
+    """AdaIN(x, w) = gamma(w) * instance_norm(x) + beta(w), (gamma, beta) = EqualLinear(w).
+
+    The instance norm has no affine parameters of its own; the style layer's bias starts at
+    gamma = 1, beta = 0 so that AdaIN starts as a plain instance norm.
+    """
+
+    def __init__(self, channels, style_dim):
+        self.channels = channels
+        self.style = EqualLinear(style_dim, 2 * channels,
+                                 bias_init=np.concatenate([np.ones(channels), np.zeros(channels)]))
+
+    def execute(self, x, w):
+        check_shape("AdaIN input", x, (None, self.channels, None, None))
+        style = self.style(w).reshape(w.shape[0], 2 * self.channels, 1, 1)
+        gamma, beta = style[:, :self.channels], style[:, self.channels:]
+        return gamma * instance_norm(x) + beta
+
+
+class ConstantInput(nn.Module):
+    """y = the learned constant C (1, channels, size, size), repeated over the batch; C ~ N(0, 1)."""
+
+    def __init__(self, channels, size=4):
+        self.input = jt.array(np.random.randn(1, channels, size, size).astype(np.float32))
+
+    def execute(self, batch):
+        _, channels, height, width = self.input.shape
+        return self.input.broadcast((batch, channels, height, width))
+
+
+class ToRGB(EqualConv2d):
+    """image = conv1x1(x, c W) + b: features to image channels at one resolution."""
+
+    def __init__(self, in_channels, image_channels=3):
+        super().__init__(in_channels, image_channels, 1)
+
+
+class FromRGB(EqualConv2d):
+    """x = conv1x1(image, c W) + b, followed by a leaky ReLU when `activate`: image to features."""
+
+    def __init__(self, out_channels, image_channels=3, activate=False):
+        super().__init__(image_channels, out_channels, 1)
+        self.activate = activate
+
+    def execute(self, image):
+        out = super().execute(image)
+        return leaky_relu(out) if self.activate else out
+
+
+class MinibatchStddev(nn.Module):
+    """Append s = mean_chw(sqrt(var_group(x) + 1e-8)) as one more feature map.
+
+    The variance is the biased one over the samples of a group; group_size=None puts the whole
+    batch in one group (rosinality). With groups, sample b uses the statistic of group slot
+    b mod (B / G) as in NVIDIA's implementation; B must be divisible by the group size.
+    """
+
+    def __init__(self, group_size=None):
+        self.group_size = group_size
+
+    def execute(self, x):
+        batch, channels, height, width = x.shape
+        group = batch if self.group_size is None else min(self.group_size, batch)
+        if batch % group:
+            raise ValueError(f"MinibatchStddev needs a batch divisible by the group size "
+                             f"{group}, got a batch of {batch}.")
+        y = x.reshape(group, batch // group, channels, height, width)
+        y = y - y.mean(dim=0, keepdims=True)
+        std = jt.sqrt(y.sqr().mean(dim=0) + 1e-8)
+        stat = std.mean(dims=[1, 2, 3]).reshape(1, batch // group, 1, 1, 1)
+        stat = stat.broadcast((group, batch // group, 1, height, width))
+        return jt.concat([x, stat.reshape(batch, 1, height, width)], dim=1)

@@ -1,0 +1,262 @@
+"""StyleGAN v1 (Karras et al. 2019) with progressive growing, as in rosinality's style-based-gan-pytorch.
+
+Resolution index i is 4 * 2**i px; `channels[i]` is the width of the generator block and of the
+discriminator's from-RGB layer at that resolution. `step` is the index of the current output
+resolution and `alpha` the fade-in weight of its newest block:
+  * alpha as a Python float follows rosinality: the fade-in is applied only when 0 <= alpha < 1;
+  * alpha as a jt.Var always blends for step > 0 (alpha = 1 gives the new block alone), so one
+    phase of training compiles one graph while alpha ramps up.
+Parameter names follow rosinality's without its `.conv`/`.linear` wrappers and `_orig` suffixes
+(see jgan.convert).
+"""
+import jittor as jt
+from jittor import nn
+
+from jgan.errors import ConfigError
+from jgan.layers import (AdaptiveInstanceNorm, Blur, ConstantInput, ConvDownsample2d, EqualConv2d,
+                         EqualLinear, FromRGB, FusedDownsample, FusedUpsample, MinibatchStddev,
+                         NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
+                         downsample_average, leaky_relu, lerp, upsample_nearest)
+
+CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
+
+
+def resolution(index):
+    """Side in pixels of resolution index `index`."""
+    return 4 * 2 ** index
+
+
+def fades_in(alpha, step):
+    """Whether the output is blended with the upsampled (downsampled) previous resolution."""
+    if step == 0:
+        return False
+    return isinstance(alpha, jt.Var) or 0 <= alpha < 1
+
+
+def check_architecture(channels, fused_from):
+    if len(channels) == 0 or any(int(c) != c or c < 1 for c in channels):
+        raise ConfigError(f"channels must be a non-empty list of positive widths, got {list(channels)}")
+    if int(fused_from) != fused_from or fused_from < 1:
+        raise ConfigError(f"fused_from must be a resolution in pixels, got {fused_from!r}")
+
+
+class StyledConvBlock(nn.Module):
+    """One synthesis resolution: [upsample] conv -> noise -> lrelu -> AdaIN, then conv -> noise -> lrelu -> AdaIN.
+
+    The first block starts from the learned 4x4 constant; the others upsample x2 with nearest +
+    3x3 conv, or with a fused transposed conv (`fused`), then blur. Both AdaINs take the same style.
+    """
+
+    def __init__(self, in_channels, out_channels, style_dim, initial=False, fused=False):
+        self.initial = initial
+        if initial:
+            self.conv1 = ConstantInput(out_channels)
+        else:
+            upsample = FusedUpsample if fused else UpsampleConv2d
+            self.conv1 = upsample(in_channels, out_channels, 3, padding=1)
+            self.blur = Blur()
+        self.noise1 = NoiseInjection(out_channels)
+        self.adain1 = AdaptiveInstanceNorm(out_channels, style_dim)
+        self.conv2 = EqualConv2d(out_channels, out_channels, 3, padding=1)
+        self.noise2 = NoiseInjection(out_channels)
+        self.adain2 = AdaptiveInstanceNorm(out_channels, style_dim)
+
+    def execute(self, x, style, noise1, noise2):
+        """`x` is the previous block's output (ignored by the first block)."""
+        out = self.conv1(style.shape[0]) if self.initial else self.blur(self.conv1(x))
+        out = self.adain1(leaky_relu(self.noise1(out, noise1)), style)
+        out = self.conv2(out)
+        return self.adain2(leaky_relu(self.noise2(out, noise2)), style)
+
+
+class StyledGenerator(nn.Module):
+    """Mapping network z -> w (PixelNorm + n_mlp x (EqualLinear, lrelu)) and the style-based synthesis."""
+
+    def __init__(self, code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
+                 image_channels=3):
+        check_architecture(channels, fused_from)
+        self.code_dim = code_dim
+        self.channels = tuple(channels)
+        self.image_channels = image_channels
+        mapping = [PixelNorm()]
+        for _ in range(n_mlp):
+            mapping += [EqualLinear(code_dim, code_dim, lr_mul=lr_mlp), nn.LeakyReLU(0.2)]
+        self.style = nn.Sequential(*mapping)
+        self.progression = nn.ModuleList([
+            StyledConvBlock(self.channels[max(i - 1, 0)], width, code_dim, initial=(i == 0),
+                            fused=resolution(i) >= fused_from)
+            for i, width in enumerate(self.channels)])
+        self.to_rgb = nn.ModuleList([ToRGB(width, image_channels) for width in self.channels])
+        self.w_avg = jt.zeros((1, code_dim)).stop_grad()
+
+    @property
+    def max_step(self):
+        return len(self.channels) - 1
+
+    def mean_style(self, z):
+        """The average w of the latents z, shape (1, code_dim) (rosinality's truncation centre)."""
+        return self.style(z).mean(dim=0, keepdims=True)
+
+    def update_w_avg(self, w, decay):
+        """w_avg <- decay * w_avg + (1 - decay) * mean(w): the running average latent of training."""
+        new = self.w_avg * decay + w.detach().mean(dim=0, keepdims=True) * (1 - decay)
+        self.w_avg.update(new.stop_grad())
+
+    def execute(self, input, noise=None, step=0, alpha=-1, mean_style=None, style_weight=0,
+                mixing_range=(-1, -1), crossover=None, truncation_cutoff=None):
+        """Images (B, image_channels, 4 * 2**step, 4 * 2**step) from z (B, code_dim) or a list of 1-2 z's.
+
+        noise: None (drawn here, one map per conv layer), rosinality's list of one (B, 1, s, s) map
+          per resolution (used by both layers there), or a list of one map per conv layer.
+        mean_style, style_weight: truncation w = mean_style + style_weight (w - mean_style), on the
+          first `truncation_cutoff` resolutions (all when None); pass `mean_style=G.w_avg` to
+          truncate towards the running average of training.
+        mixing_range=(a, b): with two z's, resolutions a..b take the second style (generation).
+        crossover: with two z's, a jt.Var c: resolutions i >= c take the second style (training);
+          drawn uniformly in [1, step] when None; c > step means no mixing.
+        """
+        latents = list(input) if isinstance(input, (list, tuple)) else [input]
+        self._check_inputs(latents, step)
+        batch = latents[0].shape[0]
+        styles = [self.style(z) for z in latents]
+        truncated = styles if mean_style is None else [
+            mean_style + style_weight * (s - mean_style) for s in styles]
+        cutoff = step + 1 if truncation_cutoff is None else truncation_cutoff
+        if len(styles) == 2 and mixing_range == (-1, -1) and crossover is None and step > 0:
+            crossover = jt.randint(1, step + 1, shape=(1,))
+        noise = self._layer_noise(noise, batch, step)
+
+        out = previous = None
+        for i in range(step + 1):
+            style = self._block_style(truncated if i < cutoff else styles, i, mixing_range, crossover)
+            previous = out
+            out = self.progression[i](out, style, noise[2 * i], noise[2 * i + 1])
+        image = self.to_rgb[step](out)
+        if fades_in(alpha, step):
+            image = lerp(upsample_nearest(self.to_rgb[step - 1](previous)), image, alpha)
+        return image
+
+    @staticmethod
+    def _block_style(styles, index, mixing_range, crossover):
+        if len(styles) == 1:
+            return styles[0]
+        if mixing_range != (-1, -1):
+            return styles[1] if mixing_range[0] <= index <= mixing_range[1] else styles[0]
+        if crossover is None:
+            return styles[0]
+        if not isinstance(crossover, jt.Var):
+            crossover = jt.array([crossover])
+        second = (crossover <= index).float32()
+        return styles[0] + second * (styles[1] - styles[0])
+
+    def _check_inputs(self, latents, step):
+        if not 0 <= step <= self.max_step:
+            raise ConfigError(f"step must be in 0..{self.max_step} for {len(self.channels)} "
+                              f"resolutions, got {step}")
+        if len(latents) not in (1, 2):
+            raise ValueError(f"the generator takes one z or a list of two, got {len(latents)}.")
+        for z in latents:
+            check_shape("z", z, (latents[0].shape[0], self.code_dim))
+
+    def _layer_noise(self, noise, batch, step):
+        """One noise map per conv layer, 2 per resolution, from any accepted noise format."""
+        if noise is None:
+            return [jt.randn(batch, 1, resolution(i), resolution(i))
+                    for i in range(step + 1) for _ in range(2)]
+        noise = list(noise)
+        per_layer = len(noise) >= 2 and noise[0].shape[-1] == noise[1].shape[-1]
+        if len(noise) < (2 if per_layer else 1) * (step + 1):
+            raise ValueError(f"noise for step {step} needs {step + 1} maps (one per resolution) or "
+                             f"{2 * (step + 1)} (one per conv layer), got {len(noise)}.")
+        if not per_layer:
+            noise = [n for n in noise for _ in range(2)]
+        for i in range(step + 1):
+            size = resolution(i)
+            for n in noise[2 * i:2 * i + 2]:
+                check_shape(f"noise at {size} px", n, (batch, 1, size, size))
+        return noise
+
+
+class ConvBlock(nn.Module):
+    """One discriminator resolution: conv3x3 -> lrelu -> [blur -> conv3x3 -> avg-pool2 | fused] -> lrelu.
+
+    The last block (4x4, `downsample=False`) ends with a 4x4 valid conv to a 1x1 map instead.
+    """
+
+    def __init__(self, in_channels, out_channels, downsample=True, fused=False):
+        self.downsample = downsample
+        self.conv1 = EqualConv2d(in_channels, out_channels, 3, padding=1)
+        if downsample:
+            self.blur = Blur()
+            conv = FusedDownsample if fused else ConvDownsample2d
+            self.conv2 = conv(out_channels, out_channels, 3, padding=1)
+        else:
+            self.conv2 = EqualConv2d(out_channels, out_channels, 4)
+
+    def execute(self, x):
+        out = leaky_relu(self.conv1(x))
+        if self.downsample:
+            out = self.blur(out)
+        return leaky_relu(self.conv2(out))
+
+
+class Discriminator(nn.Module):
+    """Progressive discriminator mirroring StyledGenerator; minibatch stddev before the last block.
+
+    As in rosinality, `progression[0]` and `from_rgb[0]` belong to the highest resolution and
+    `progression[-1]` to 4x4.
+    """
+
+    def __init__(self, channels=CHANNELS, fused_from=128, from_rgb_activate=False, stddev_group=None,
+                 image_channels=3):
+        check_architecture(channels, fused_from)
+        self.channels = tuple(channels)
+        self.image_channels = image_channels
+        count = len(self.channels)
+        blocks = []
+        for index in range(count):
+            i = count - 1 - index  # resolution index of this block
+            if i == 0:
+                blocks.append(ConvBlock(self.channels[0] + 1, self.channels[0], downsample=False))
+            else:
+                blocks.append(ConvBlock(self.channels[i], self.channels[i - 1],
+                                        fused=resolution(i) >= fused_from))
+        self.progression = nn.ModuleList(blocks)
+        self.from_rgb = nn.ModuleList([
+            FromRGB(self.channels[count - 1 - index], image_channels, activate=from_rgb_activate)
+            for index in range(count)])
+        self.stddev = MinibatchStddev(stddev_group)
+        self.linear = EqualLinear(self.channels[0], 1)
+
+    @property
+    def max_step(self):
+        return len(self.channels) - 1
+
+    def execute(self, input, step=0, alpha=-1):
+        """Scores (B,) of images (B, image_channels, 4 * 2**step, 4 * 2**step)."""
+        if not 0 <= step <= self.max_step:
+            raise ConfigError(f"step must be in 0..{self.max_step} for {len(self.channels)} "
+                              f"resolutions, got {step}")
+        size = resolution(step)
+        check_shape(f"discriminator input at step {step}", input,
+                    (None, self.image_channels, size, size))
+        last = len(self.channels) - 1
+        out = self.from_rgb[last - step](input)
+        for i in range(step, -1, -1):
+            index = last - i
+            if i == 0:
+                out = self.stddev(out)
+            out = self.progression[index](out)
+            if i == step and fades_in(alpha, step):
+                skip = self.from_rgb[index + 1](downsample_average(input))
+                out = lerp(skip, out, alpha)
+        return self.linear(out.reshape(out.shape[0], -1)).reshape(out.shape[0])
+
+
+def build_networks(code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
+                   stddev_group=None, from_rgb_activate=False, image_channels=3):
+    """(StyledGenerator, Discriminator) of one configuration's `model` section."""
+    generator = StyledGenerator(code_dim, n_mlp, channels, fused_from, lr_mlp, image_channels)
+    discriminator = Discriminator(channels, fused_from, from_rgb_activate, stddev_group,
+                                  image_channels)
+    return generator, discriminator
