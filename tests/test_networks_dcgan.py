@@ -12,11 +12,10 @@ import torch
 from jgan.errors import ConfigError
 from jgan.networks.dcgan import ARCHS, Discriminator, Generator, build_networks
 from parity import assert_close, copy_parameters
-from reference.dcgan_torch import torch_networks
+from reference.dcgan_torch import batch_norm_sizes, torch_networks, unbiased_running_var_as_biased
 
 SIZE, NZ, WIDTH, BATCH = 32, 100, 8, 4
 OUTPUT_ATOL, OUTPUT_RTOL = 1e-6, 1e-5
-BN_MOMENTUM = 0.1
 
 
 def inputs(seed=0):
@@ -35,35 +34,15 @@ def paired_networks(arch, critic_norm="instance"):
     return (jt_g, jt_d), (th_g, th_d)
 
 
-def torch_forward(net, array):
-    """(net(array), {BatchNorm name: elements per channel n = B*H*W it normalised over})."""
-    sizes, hooks = {}, []
-    for name, layer in net.named_modules():
-        if isinstance(layer, torch.nn.BatchNorm2d):
-            def record(layer, args, output, name=name):
-                sizes[name] = args[0].numel() // args[0].shape[1]
-            hooks.append(layer.register_forward_hook(record))
-    output = net(torch.from_numpy(array))
-    for hook in hooks:
-        hook.remove()
-    return output, sizes
-
-
 def assert_running_statistics(label, jt_net, th_net, sizes):
-    """running_mean equal; running_var equal once Jittor's biased batch variance is accounted for.
-
-    Both keep r <- (1 - m) r + m v from r = 1; torch's v is unbiased (n/(n-1) times Jittor's), so
-    after k updates jittor (r - (1-m)^k) == torch (r - (1-m)^k) (n-1)/n.
-    """
-    jt_state, th_state = jt_net.state_dict(), dict(th_net.named_buffers())
+    """running_mean equal; running_var equal once Jittor's biased batch variance is accounted for."""
     assert sizes, f"{label}: no BatchNorm layer was run"
-    for name, n in sizes.items():
-        kept = (1 - BN_MOMENTUM) ** int(th_state[f"{name}.num_batches_tracked"])
-        assert_close(f"{label}.{name}.running_mean", jt_state[f"{name}.running_mean"],
+    th_state = dict(th_net.named_buffers())
+    for name in sizes:
+        assert_close(f"{label}.{name}.running_mean", jt_net.state_dict()[f"{name}.running_mean"],
                      th_state[f"{name}.running_mean"], atol=1e-7)
-        assert_close(f"{label}.{name}.running_var (biased vs unbiased)",
-                     jt_state[f"{name}.running_var"].numpy() - kept,
-                     (th_state[f"{name}.running_var"] - kept) * (n - 1) / n, atol=1e-7)
+    for name, (jt_var, th_var) in unbiased_running_var_as_biased(jt_net, th_net, sizes).items():
+        assert_close(f"{label}.{name}.running_var (biased vs unbiased)", jt_var, th_var, atol=1e-7)
 
 
 # ----- shapes and sizes ------------------------------------------------------------------------
@@ -162,8 +141,8 @@ def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic
     """Batch statistics agree; running_var differs only by Jittor's biased (n-1)/n estimate."""
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)
     z, x = inputs()
-    th_images, g_sizes = torch_forward(th_g, z)
-    th_scores, d_sizes = torch_forward(th_d, x)
+    with batch_norm_sizes(th_g, th_d) as (g_sizes, d_sizes):
+        th_images, th_scores = th_g(torch.from_numpy(z)), th_d(torch.from_numpy(x))
     assert_close(f"{arch} G(z) train", jt_g(jt.array(z)), th_images, OUTPUT_ATOL, OUTPUT_RTOL)
     assert_close(f"{arch} D(x) train", jt_d(jt.array(x)), th_scores, OUTPUT_ATOL, OUTPUT_RTOL)
     assert_running_statistics(f"{arch} G", jt_g, th_g, g_sizes)

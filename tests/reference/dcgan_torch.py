@@ -3,8 +3,13 @@
 Module indices inside `main` follow the same layer order as jgan.networks.dcgan so parameter names
 coincide; the widths are derived here from the image side instead of the 4x4 side.
 """
+from contextlib import contextmanager
+
+import numpy as np
 import torch
 from torch import nn
+
+BN_MOMENTUM = 0.1
 
 
 def _widths(size, base):
@@ -88,3 +93,35 @@ def torch_networks(arch, size, nz, ngf, ndf, critic_norm="instance"):
     generator.apply(weights_init)
     discriminator.apply(weights_init)
     return generator, discriminator
+
+
+@contextmanager
+def batch_norm_sizes(*nets):
+    """Yields one dict per net, {BatchNorm name: elements per channel n = B*H*W}, filled by forwards."""
+    sizes, hooks = [{} for _ in nets], []
+    for net, found in zip(nets, sizes):
+        for name, layer in net.named_modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                def record(layer, args, output, name=name, found=found):
+                    found[name] = args[0].numel() // args[0].shape[1]
+                hooks.append(layer.register_forward_hook(record))
+    try:
+        yield sizes
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def unbiased_running_var_as_biased(jt_net, th_net, sizes):
+    """{name: (jittor running_var - kept, torch's mapped to Jittor's biased estimate)} per BatchNorm.
+
+    Both keep r <- (1 - m) r + m v from r = 1, torch with the unbiased v (n/(n-1) times Jittor's
+    biased one), so after k updates jittor (r - (1-m)^k) == torch (r - (1-m)^k) (n-1)/n.
+    """
+    jt_state, th_state = jt_net.state_dict(), dict(th_net.named_buffers())
+    pairs = {}
+    for name, n in sizes.items():
+        kept = (1 - BN_MOMENTUM) ** int(th_state[f"{name}.num_batches_tracked"])
+        pairs[name] = (jt_state[f"{name}.running_var"].numpy() - kept,
+                       (th_state[f"{name}.running_var"].detach().numpy() - kept) * (n - 1) / n)
+    return pairs

@@ -1,0 +1,281 @@
+"""Specification of jgan.losses: values, penalties, dLoss/dW and three optimiser steps vs PyTorch.
+
+Nets at 32 px, ngf = ndf = 8, batch 4, weights copied from the PyTorch reference; the GP draw
+eps is handed to both frameworks. Tolerances are stated where they are used.
+"""
+import math
+
+import jgan  # noqa: F401  (configures Jittor before it is imported)
+import jittor as jt
+import numpy as np
+import pytest
+import torch
+
+from jgan.errors import ConfigError
+from jgan.losses import LOSSES, build_loss, input_gradient
+from jgan.networks.dcgan import build_networks
+from parity import assert_close, copy_parameters, to_numpy
+from reference import losses_torch as reference
+from reference.dcgan_torch import batch_norm_sizes, torch_networks, unbiased_running_var_as_biased
+
+SIZE, NZ, WIDTH, BATCH = 32, 100, 8, 4
+PENALTIES = {"wgan-gp": "gp", "wgan-div": "div", "r1": "r1"}
+
+# arch -> (loss, loss parameters, optimiser, lr, betas): the settings of each paper.
+PAPER_SETUPS = {
+    "dcgan": ("bce", {}, "adam", 2e-4, (0.5, 0.999)),
+    "lsgan": ("lsgan", {}, "adam", 2e-4, (0.5, 0.999)),
+    "wgan": ("wgan", {"clip": 0.01}, "rmsprop", 5e-5, None),
+    "wgan-gp": ("wgan-gp", {"gp_weight": 10.0}, "adam", 1e-4, (0.0, 0.9)),
+    "wganp": ("wgan-gp", {"gp_weight": 10.0}, "adam", 1e-4, (0.0, 0.9)),
+    "wgan-div": ("wgan-div", {"k": 2.0, "p": 6.0}, "adam", 1e-4, (0.0, 0.9)),
+}
+LOSS_CASES = [(arch, setup[0], setup[1]) for arch, setup in PAPER_SETUPS.items()] + [
+    ("wgan-gp", "wgan-gp", {"gp_weight": 10.0, "drift": 0.001}),   # StyleGAN's setting
+    ("wgan-gp", "r1", {"gamma": 10.0}),
+]
+
+# Jittor reduces to shape (1,) where torch gives (): torch scalars are reshaped to (1,).
+# Tolerances (float32): loss values and penalties are means of O(1) terms; gradients are compared
+# relative to the largest torch gradient of the same loss; weights after three steps absolutely.
+VALUE_ATOL, VALUE_RTOL = 1e-6, 1e-5
+GRADIENT_RTOL = 1e-5
+# Adam and RMSprop divide by sqrt(v): the float32 noise of a gradient element that is ~0 becomes a
+# noise of its whole step (up to lr), so the weight change over 3 steps is compared per tensor:
+# ||dW_jittor - dW_torch|| <= UPDATE_RTOL ||dW_torch||.
+STEPS, UPDATE_RTOL = 3, 1e-3
+
+
+def data(seed):
+    """(real images, z for D's step, z for G's step, GP eps) as float32 arrays."""
+    rng = np.random.RandomState(seed)
+    real = rng.uniform(-1, 1, (BATCH, 3, SIZE, SIZE)).astype(np.float32)
+    z_d, z_g = rng.randn(2, BATCH, NZ).astype(np.float32)
+    eps = rng.uniform(0, 1, (BATCH, 1, 1, 1)).astype(np.float32)
+    return real, z_d, z_g, eps
+
+
+def paired_networks(arch):
+    jt_g, jt_d = build_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    th_g, th_d = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    copy_parameters(jt_g, th_g)
+    copy_parameters(jt_d, th_d)
+    return (jt_g, jt_d), (th_g, th_d)
+
+
+def jittor_loss(name, params, eps):
+    """build_loss(name, **params) with the GP draw fixed to eps."""
+    loss = build_loss(name, **params)
+    loss.draw_epsilon = lambda batch: jt.array(eps)
+    return loss
+
+
+def trainable(module):
+    return {name: p for name, p in module.named_parameters() if not p.is_stop_grad()}
+
+
+def assert_gradients_match(label, jt_loss, jt_net, th_loss, th_net):
+    """dLoss/dW of every trainable parameter, atol = GRADIENT_RTOL * max |torch gradient|."""
+    names, jt_params = zip(*trainable(jt_net).items())
+    th_params = dict(th_net.named_parameters())
+    assert set(names) == set(th_params), f"{label}: parameter sets differ"
+    jt_grads = jt.grad(jt_loss, list(jt_params))
+    th_grads = torch.autograd.grad(th_loss, [th_params[n] for n in names], allow_unused=True)
+    scale = max(float(g.abs().max()) for g in th_grads if g is not None)
+    for name, jt_grad, th_grad in zip(names, jt_grads, th_grads):
+        expected = torch.zeros_like(th_params[name]) if th_grad is None else th_grad
+        assert_close(f"{label} d/d {name}", jt_grad, expected, atol=GRADIENT_RTOL * scale)
+
+
+# ----- values, penalties and gradients ---------------------------------------------------------
+@pytest.mark.parametrize("arch,name,params", LOSS_CASES)
+def test_discriminator_loss_penalty_and_gradients_match_pytorch(arch, name, params):
+    (jt_g, jt_d), (th_g, th_d) = paired_networks(arch)
+    real, z, _, eps = data(0)
+    loss = jittor_loss(name, params, eps)
+    jt_value, terms = loss.discriminator_loss(jt_d, jt.array(real).stop_grad(), jt_g(jt.array(z)).detach())
+    th_value, th_terms = reference.discriminator_loss(
+        name, th_d, torch.from_numpy(real), th_g(torch.from_numpy(z)).detach(), torch.from_numpy(eps), **params)
+    assert_close(f"{name} L_D", jt_value, th_value.reshape(1), VALUE_ATOL, VALUE_RTOL)
+    if name in PENALTIES:
+        key = PENALTIES[name]
+        assert_close(f"{name} penalty {key}", terms[key], th_terms[key].reshape(1), VALUE_ATOL, VALUE_RTOL)
+    assert_gradients_match(f"{arch} {name} L_D", jt_value, jt_d, th_value, th_d)
+
+
+@pytest.mark.parametrize("arch,name,params", LOSS_CASES[:6])
+def test_generator_loss_and_gradients_match_pytorch(arch, name, params):
+    (jt_g, jt_d), (th_g, th_d) = paired_networks(arch)
+    _, _, z, _ = data(0)
+    jt_value, terms = build_loss(name, **params).generator_loss(jt_d, jt_g(jt.array(z)))
+    th_value = reference.generator_loss(name, th_d, th_g(torch.from_numpy(z)))
+    assert_close(f"{name} L_G", jt_value, th_value.reshape(1), VALUE_ATOL, VALUE_RTOL)
+    assert set(terms) == {"d_fake"}
+    assert_gradients_match(f"{arch} {name} L_G", jt_value, jt_g, th_value, th_g)
+
+
+# ----- three optimiser steps -------------------------------------------------------------------
+class EpsHatAdam(torch.optim.Adam):
+    """torch Adam with Jittor's eps placement: eps is added to sqrt(v) BEFORE bias correction.
+
+    torch: w -= lr m_hat / (sqrt(v_hat) + eps); Jittor: w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps),
+    which is torch's update with eps_t = eps / sqrt(1 - b2^t) (Kingma & Ba's "epsilon hat", as in TensorFlow).
+    """
+
+    def __init__(self, params, lr, betas, eps=1e-8):
+        super().__init__(params, lr, betas=betas, eps=eps)
+        self.eps_hat, self.t = eps, 0
+
+    def step(self, closure=None):
+        self.t += 1
+        for group in self.param_groups:
+            group["eps"] = self.eps_hat / math.sqrt(1 - group["betas"][1] ** self.t)
+        return super().step(closure)
+
+
+def jittor_optimizer(kind, params, lr, betas):
+    if kind == "adam":
+        return jt.optim.Adam(params, lr, eps=1e-8, betas=betas)
+    return jt.optim.RMSprop(params, lr, eps=1e-8, alpha=0.99)
+
+
+def torch_optimizer(kind, params, lr, betas):
+    """The same update rules: RMSprop's defaults coincide with Jittor's; Adam needs EpsHatAdam."""
+    if kind == "adam":
+        return EpsHatAdam(params, lr, betas=betas, eps=1e-8)
+    return torch.optim.RMSprop(params, lr, alpha=0.99, eps=1e-8)
+
+
+def train_jittor(arch, steps):
+    """`steps` iterations of (one D step, one G step) with the paper's loss and optimiser."""
+    name, params, kind, lr, betas = PAPER_SETUPS[arch]
+    (jt_g, jt_d), _ = paired_networks(arch)
+    opt_g, opt_d = (jittor_optimizer(kind, net.parameters(), lr, betas) for net in (jt_g, jt_d))
+    for step in range(steps):
+        real, z_d, z_g, eps = data(step)
+        loss = jittor_loss(name, params, eps)
+        d_loss, _ = loss.discriminator_loss(jt_d, jt.array(real), jt_g(jt.array(z_d)).detach())
+        opt_d.step(d_loss)
+        loss.after_discriminator_step(jt_d)
+        g_loss, _ = loss.generator_loss(jt_d, jt_g(jt.array(z_g)))
+        opt_g.step(g_loss)
+    return jt_g, jt_d
+
+
+def train_torch(arch, steps):
+    name, params, kind, lr, betas = PAPER_SETUPS[arch]
+    th_g, th_d = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    opt_g, opt_d = (torch_optimizer(kind, net.parameters(), lr, betas) for net in (th_g, th_d))
+    with batch_norm_sizes(th_g, th_d) as sizes:
+        for step in range(steps):
+            real, z_d, z_g, eps = (torch.from_numpy(a) for a in data(step))
+            opt_d.zero_grad()
+            d_loss, _ = reference.discriminator_loss(name, th_d, real, th_g(z_d).detach(), eps, **params)
+            d_loss.backward()
+            opt_d.step()
+            if name == "wgan":
+                reference.clip_weights(th_d, params["clip"])
+            opt_g.zero_grad()
+            reference.generator_loss(name, th_d, th_g(z_g)).backward()
+            opt_g.step()
+    return th_g, th_d, sizes
+
+
+def relative_update_error(jt_after, th_after, before):
+    """||dW_jittor - dW_torch|| / ||dW_torch|| with dW = W_after - W_before."""
+    jt_update, th_update = to_numpy(jt_after) - to_numpy(before), to_numpy(th_after) - to_numpy(before)
+    return float(np.linalg.norm(jt_update - th_update) / np.linalg.norm(th_update))
+
+
+@pytest.mark.parametrize("arch", list(PAPER_SETUPS))
+def test_three_optimiser_steps_match_pytorch(arch):
+    """Weights after 3 x (D step, G step) from identical weights and data: updates within UPDATE_RTOL."""
+    jt_g, jt_d = train_jittor(arch, STEPS)
+    th_g, th_d, sizes = train_torch(arch, STEPS)
+    initial = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    for label, jt_net, th_net, th_initial, bn_sizes in (("G", jt_g, th_g, initial[0], sizes[0]),
+                                                        ("D", jt_d, th_d, initial[1], sizes[1])):
+        jt_params, before = trainable(jt_net), dict(th_initial.named_parameters())
+        for name, th_param in th_net.named_parameters():
+            error = relative_update_error(jt_params[name], th_param, before[name])
+            assert error <= UPDATE_RTOL, (f"{arch} {label}.{name}: the 3-step update differs by "
+                                          f"{error:.2e} of its norm (> {UPDATE_RTOL:.0e})")
+        for name, (jt_var, th_var) in unbiased_running_var_as_biased(jt_net, th_net, bn_sizes).items():
+            assert_close(f"{arch} {label}.{name}.running_var (biased)", jt_var, th_var, atol=1e-6)
+
+
+# ----- specifications --------------------------------------------------------------------------
+def test_wgan_clipping_bounds_every_discriminator_parameter_by_the_clip_parameter():
+    _, discriminator = build_networks("wgan", SIZE, NZ, WIDTH, WIDTH)
+    running = {n: v.numpy().copy() for n, v in discriminator.state_dict().items() if "running" in n}
+    build_loss("wgan", clip=0.003).after_discriminator_step(discriminator)
+    for name, parameter in trainable(discriminator).items():
+        assert np.abs(parameter.numpy()).max() <= np.float32(0.003), f"{name} exceeds the clip value 0.003"
+    weights = trainable(discriminator)["main.3.weight"].numpy()   # BatchNorm weights ~ N(1, 0.02)
+    assert np.allclose(weights, 0.003), "BatchNorm weights were not clipped to 0.003"
+    for name, value in running.items():
+        assert np.array_equal(discriminator.state_dict()[name].numpy(), value), f"{name} was clipped"
+
+
+def test_gradient_penalty_norm_is_per_sample_over_all_of_c_h_w():
+    """D(x) = <W_b, x_b> has gradient W_b; per-sample norms s_b give mean((s_b - 1)^2) exactly.
+
+    W_b is s_b/16 everywhere on 4 x 8 x 8, so each channel holds a quarter of the squared norm:
+    a per-channel norm would give mean((s_b/2 - 1)^2), a norm over the batch (sum s_b^2)^(1/2).
+    """
+    scales = np.array([0.5, 2.0, 1.0, 3.0], dtype=np.float32)
+    weights = jt.array(np.ones((BATCH, 4, 8, 8), np.float32) * scales[:, None, None, None] / 16)
+    loss = jittor_loss("wgan-gp", {}, np.full((BATCH, 1, 1, 1), 0.5, np.float32))
+    real, fake = jt.randn(BATCH, 4, 8, 8), jt.randn(BATCH, 4, 8, 8)
+    gp = loss.gradient_penalty(lambda x: (x * weights).sum([1, 2, 3]), real, fake)
+    assert_close("GP of a linear critic", gp, [np.mean((scales - 1) ** 2)], atol=1e-7)
+
+
+def test_wgan_div_gradient_reaches_the_real_images_and_equals_pytorch():
+    """The ports' bug: real images fed as stop_grad give a silently zero gradient; ours flows."""
+    (_, jt_d), (_, th_d) = paired_networks("wgan-div")
+    real, fake = data(1)[0], data(2)[0]
+    _, jt_gradient = input_gradient(jt_d, jt.array(real).stop_grad())
+    _, th_terms = reference.wgan_div_d(th_d, torch.from_numpy(real), torch.from_numpy(fake))
+    assert float(jt_gradient.abs().max()) > 0, "the gradient w.r.t. the real images is zero"
+    scale = float(th_terms["real_grad"].detach().abs().max())
+    assert_close("WGAN-div grad_x D(x) on real x", jt_gradient, th_terms["real_grad"],
+                 atol=GRADIENT_RTOL * scale)
+
+
+def test_build_loss_names_and_bad_parameters_are_config_errors():
+    assert set(LOSSES) == {"bce", "wgan", "wgan-gp", "lsgan", "wgan-div", "r1"}
+    assert build_loss("wgan", clip=0.05).clip == 0.05
+    assert build_loss("wgan-div").k == 2.0 and build_loss("wgan-div").p == 6.0
+    with pytest.raises(ConfigError, match="bce, wgan, wgan-gp, lsgan, wgan-div, r1"):
+        build_loss("hinge")
+    with pytest.raises(ConfigError, match="gp_weight"):
+        build_loss("wgan-gp", lambda_gp=10)
+
+
+def test_default_epsilon_is_uniform_per_sample():
+    eps = build_loss("wgan-gp").draw_epsilon(BATCH).numpy()
+    assert eps.shape == (BATCH, 1, 1, 1) and (eps >= 0).all() and (eps <= 1).all()
+
+
+def test_jittor_adam_adds_eps_before_bias_correction_and_rmsprop_matches_torch_defaults():
+    """One step on w = 1 with dL/dw = g: Jittor's Adam is EpsHatAdam, not torch's stock Adam."""
+    g, lr, betas, eps = 1e-3, 0.1, (0.5, 0.999), 1e-4      # eps large enough to see its placement
+    results = {}
+    for label, optimizer in (("jittor adam", lambda p: jt.optim.Adam(p, lr, eps=eps, betas=betas)),
+                             ("jittor rmsprop", lambda p: jt.optim.RMSprop(p, lr, eps=eps))):
+        w = jt.array([1.0])
+        optimizer([w]).step(w * g)
+        results[label] = w
+    for label, optimizer in (("torch adam", lambda p: torch.optim.Adam(p, lr, betas=betas, eps=eps)),
+                             ("eps-hat adam", lambda p: EpsHatAdam(p, lr, betas, eps)),
+                             ("torch rmsprop", lambda p: torch.optim.RMSprop(p, lr, eps=eps))):
+        w = torch.ones(1, requires_grad=True)
+        step = optimizer([w])
+        (w * g).sum().backward()
+        step.step()
+        results[label] = w.detach()
+    assert_close("Jittor Adam vs eps-hat Adam", results["jittor adam"], results["eps-hat adam"], atol=1e-7)
+    assert float(abs(results["jittor adam"] - results["torch adam"].numpy())) > 1e-3
+    assert_close("Jittor RMSprop vs torch RMSprop", results["jittor rmsprop"], results["torch rmsprop"],
+                 atol=1e-7)
