@@ -39,6 +39,7 @@ UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.De
 INITIAL_MAP_SIZE = 64 * 2 ** 20  # bytes; doubled whenever the LMDB fills up
 WRITE_EVERY = 64  # images per write transaction
 SHOWN_SKIPPED = 5
+MIN_WORKER_BUFFER = 16 * 2 ** 20  # bytes of shared memory per loader worker (Jittor's default: 512 MiB)
 
 
 def image_key(size, index):
@@ -335,6 +336,28 @@ def prepare_lmdb(source, out, sizes=DEFAULT_SIZES, image_format="png", quality=9
 # ----- reading the LMDB ---------------------------------------------------------------------
 
 
+# LMDB lets a process open an environment once, and one must not be used across a fork; so each
+# process keeps one read-only environment per LMDB: {(st_dev, st_ino) of data.mdb: (pid, env)}.
+_ENVIRONMENTS = {}
+
+
+def open_readonly(path):
+    """This process's read-only environment of the LMDB at `path` (one inherited by fork is reopened)."""
+    try:
+        stat = os.stat(os.path.join(path, "data.mdb"))
+        key = (stat.st_dev, stat.st_ino)
+        opened_by, env = _ENVIRONMENTS.get(key, (None, None))
+        if opened_by == os.getpid():
+            return env
+        if env is not None:
+            env.close()  # the parent's copy: closing it in this process leaves the parent's open
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+    except (OSError, lmdb.Error):
+        raise DataError(f"{path} is not an LMDB made by prepare_data.py; {how_to_create(path)}") from None
+    _ENVIRONMENTS[key] = (os.getpid(), env)
+    return env
+
+
 class LMDBImages:
     """Read-only access to an LMDB made by prepare_data.py (or by rosinality's prepare_data.py)."""
 
@@ -342,11 +365,7 @@ class LMDBImages:
         self.path = str(path)
         if not os.path.exists(self.path):
             raise DataError(f"{self.path} does not exist; {how_to_create(self.path)}")
-        try:
-            self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False, meminit=False)
-        except lmdb.Error:
-            raise DataError(f"{self.path} is not an LMDB made by prepare_data.py; "
-                            f"{how_to_create(self.path)}") from None
+        self.env = open_readonly(self.path)
         length, meta = self.get(b"length"), self.get(b"meta")
         if length is None:
             raise DataError(f"{self.path} has no `length` key, so it is not a complete LMDB; "
@@ -382,25 +401,20 @@ class LMDBImages:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"))
 
-    def close(self):
-        self.env.close()
-
 
 class ImageDataset(jt.dataset.Dataset):
     """The images of one size of an LMDB as float32 CHW arrays in [-1, 1].
 
-    The LMDB is opened lazily in each process that reads it (the main process or a loader
-    worker), because an LMDB environment must not cross a fork.
+    The LMDB is opened again in each process that reads it (a loader worker is forked from the
+    main process), because an LMDB environment must not be used across a fork.
     """
 
     def __init__(self, path, size, flip=True, **loader_kwargs):
         super().__init__()
-        images = LMDBImages(path)
-        images.check_size(size)
+        self.images, self.opened_by = LMDBImages(path), os.getpid()
+        self.images.check_size(size)
         self.path, self.size, self.flip = str(path), size, flip
-        self.set_attrs(total_len=images.length, **loader_kwargs)
-        images.close()
-        self.images, self.opened_by = None, None
+        self.set_attrs(total_len=self.images.length, **loader_kwargs)
 
     def open_images(self):
         if self.opened_by != os.getpid():
@@ -419,15 +433,17 @@ def make_loader(path, size, batch_size, shuffle=True, flip=True, num_workers=0, 
 
     Jittor keeps a dataset's worker processes alive after `set_attrs`, and they go on serving the
     attributes they were forked with; so to change the resolution or the batch size, call
-    make_loader again (the old loader's workers end when it is garbage collected).
+    make_loader again (the old loader's workers end when it is garbage collected). Each worker
+    gets a shared-memory buffer of four batches instead of Jittor's 512 MiB.
     """
     dataset = ImageDataset(path, size, flip=flip)
     count = dataset.total_len
     if batch_size < 1 or batch_size > count:
         raise ConfigError(f"batch size {batch_size} does not fit the {count} images of {path}; "
                           f"choose a batch size between 1 and {count}")
+    batch_bytes = batch_size * 3 * size * size * 4
     dataset.set_attrs(batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last)
+                      drop_last=drop_last, buffer_size=max(MIN_WORKER_BUFFER, 4 * batch_bytes))
     # Jittor seeds every dataset's shuffle with 1, so each new loader would repeat the same order.
     dataset._shuffle_rng = np.random.default_rng(np.random.randint(2 ** 31))
     return dataset
