@@ -1,0 +1,82 @@
+"""End to end: train.py trains every architecture, resumes, and generate.py makes every figure."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import jgan  # noqa: F401
+from jgan import checkpoint as ckpt
+
+REPO = Path(__file__).resolve().parent.parent
+DCGAN_FAMILY = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
+SMALL = ["--size", "32", "--batch", "8", "--set", "model.ngf=8", "--set", "model.ndf=8",
+         "--workers", "0", "--no-progress", "--set", "train.n_sample=16"]
+
+
+def run_script(script, *args, cwd):
+    result = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd,
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    return result
+
+
+def ok(result):
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def log_steps(run_dir):
+    return [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("arch", DCGAN_FAMILY)
+def test_train_resume_generate(arch, tiny_lmdb, tmp_path):
+    ok(run_script("train.py", tiny_lmdb, "--arch", arch, "--iters", 3, "--name", f"t-{arch}",
+                  "--ckpt-every", 2, "--sample-every", 2, "--log-every", 1, *SMALL, cwd=tmp_path))
+    run_dir = tmp_path / "checkpoint" / f"t-{arch}"
+    assert [p.name for p in ckpt.numbered_checkpoints(run_dir)] == ["0000002.jgan", "0000003.jgan"]
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "loss.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "sample" / f"t-{arch}").iterdir()) == ["0000002.png", "0000003.png"]
+    assert log_steps(run_dir) == [1, 2, 3]
+
+    resumed = ok(run_script("train.py", tiny_lmdb, "--arch", arch, "--iters", 5, "--name", f"t-{arch}",
+                            "--resume", "--log-every", 1, "--no-progress", cwd=tmp_path))
+    assert "at step 3" in resumed.stderr
+    assert log_steps(run_dir) == [1, 2, 3, 4, 5]
+    assert ckpt.load_checkpoint(run_dir)["step"] == 5
+
+    ok(run_script("generate.py", "-g", run_dir, "-s", "--walk", "--progress", cwd=tmp_path))
+    results = tmp_path / "results"
+    with Image.open(results / f"t-{arch}-0000005-samples.png") as image:
+        assert image.size == (2 + 8 * 34, 2 + 8 * 34)
+    assert len(list((results / f"t-{arch}-0000005-samples").glob("*.png"))) == 64
+    with Image.open(results / f"t-{arch}-0000005-walk.gif") as gif:
+        assert gif.n_frames == 4 * 12
+    with Image.open(results / f"t-{arch}-0000005-progress.gif") as gif:
+        assert gif.n_frames == 4  # checkpoints 2, 3 (first run), 4, 5 (resumed)
+
+
+def test_existing_run_is_not_overwritten_without_resume(tiny_lmdb, tmp_path):
+    ok(run_script("train.py", tiny_lmdb, "--arch", "lsgan", "--iters", 1, "--name", "keep", *SMALL, cwd=tmp_path))
+    before = (tmp_path / "checkpoint" / "keep" / "0000001.jgan").read_bytes()
+    again = run_script("train.py", tiny_lmdb, "--arch", "lsgan", "--iters", 1, "--name", "keep", *SMALL,
+                       cwd=tmp_path)
+    assert again.returncode == 2
+    assert "already has checkpoints; pass --resume" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "checkpoint" / "keep" / "0000001.jgan").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "biggan"], "unknown architecture 'biggan'; choose one of"),
+    (["--arch", "dcgan", "--set", "train.n_critc=2"], "did you mean 'n_critic'"),
+    (["--arch", "dcgan", "--size", "48"], "power of two"),
+    (["--arch", "dcgan", "--phase", "10"], "--phase is a StyleGAN flag"),
+])
+def test_bad_flags_are_one_sentence(args, message, tiny_lmdb, tmp_path):
+    result = run_script("train.py", tiny_lmdb, *args, "--iters", 1, "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
