@@ -16,7 +16,7 @@ def softplus(x):
 
 
 def input_gradient(critic, images):
-    """(D(x), dΣD(x)/dx) with x a fresh leaf, so the gradient is never silently zero (stop_grad input)."""
+    """(D(x), d sum_b D(x_b) / dx) with x a fresh leaf, so the gradient is never silently zero."""
     x = images.detach()
     x.start_grad()
     scores = critic(x)

@@ -30,14 +30,15 @@ PAPER_SETUPS = {
     "wganp": ("wgan-gp", {"gp_weight": 10.0}, "adam", 1e-4, (0.0, 0.9)),
     "wgan-div": ("wgan-div", {"k": 2.0, "p": 6.0}, "adam", 1e-4, (0.0, 0.9)),
 }
-LOSS_CASES = [(arch, setup[0], setup[1]) for arch, setup in PAPER_SETUPS.items()] + [
+PAPER_CASES = [(arch, setup[0], setup[1]) for arch, setup in PAPER_SETUPS.items()]
+LOSS_CASES = PAPER_CASES + [
     ("wgan-gp", "wgan-gp", {"gp_weight": 10.0, "drift": 0.001}),   # StyleGAN's setting
     ("wgan-gp", "r1", {"gamma": 10.0}),
 ]
 
 # Jittor reduces to shape (1,) where torch gives (): torch scalars are reshaped to (1,).
-# Tolerances (float32): loss values and penalties are means of O(1) terms; gradients are compared
-# relative to the largest torch gradient of the same loss; weights after three steps absolutely.
+# Tolerances (float32): loss values and penalties relative (WGAN-div's reaches 3.6e4 at init);
+# gradients absolutely, at 1e-5 of the largest torch gradient of the same loss (measured <= 2.4e-6).
 VALUE_ATOL, VALUE_RTOL = 1e-6, 1e-5
 GRADIENT_RTOL = 1e-5
 # Adam and RMSprop divide by sqrt(v): the float32 noise of a gradient element that is ~0 becomes a
@@ -80,11 +81,10 @@ def assert_gradients_match(label, jt_loss, jt_net, th_loss, th_net):
     th_params = dict(th_net.named_parameters())
     assert set(names) == set(th_params), f"{label}: parameter sets differ"
     jt_grads = jt.grad(jt_loss, list(jt_params))
-    th_grads = torch.autograd.grad(th_loss, [th_params[n] for n in names], allow_unused=True)
-    scale = max(float(g.abs().max()) for g in th_grads if g is not None)
+    th_grads = torch.autograd.grad(th_loss, [th_params[n] for n in names])
+    scale = max(float(g.abs().max()) for g in th_grads)
     for name, jt_grad, th_grad in zip(names, jt_grads, th_grads):
-        expected = torch.zeros_like(th_params[name]) if th_grad is None else th_grad
-        assert_close(f"{label} d/d {name}", jt_grad, expected, atol=GRADIENT_RTOL * scale)
+        assert_close(f"{label} d/d {name}", jt_grad, th_grad, atol=GRADIENT_RTOL * scale)
 
 
 # ----- values, penalties and gradients ---------------------------------------------------------
@@ -103,7 +103,7 @@ def test_discriminator_loss_penalty_and_gradients_match_pytorch(arch, name, para
     assert_gradients_match(f"{arch} {name} L_D", jt_value, jt_d, th_value, th_d)
 
 
-@pytest.mark.parametrize("arch,name,params", LOSS_CASES[:6])
+@pytest.mark.parametrize("arch,name,params", PAPER_CASES)
 def test_generator_loss_and_gradients_match_pytorch(arch, name, params):
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch)
     _, _, z, _ = data(0)
@@ -217,18 +217,43 @@ def test_wgan_clipping_bounds_every_discriminator_parameter_by_the_clip_paramete
         assert np.array_equal(discriminator.state_dict()[name].numpy(), value), f"{name} was clipped"
 
 
-def test_gradient_penalty_norm_is_per_sample_over_all_of_c_h_w():
-    """D(x) = <W_b, x_b> has gradient W_b; per-sample norms s_b give mean((s_b - 1)^2) exactly.
+SCALES = np.array([0.5, 2.0, 1.0, 3.0], dtype=np.float32)
 
-    W_b is s_b/16 everywhere on 4 x 8 x 8, so each channel holds a quarter of the squared norm:
-    a per-channel norm would give mean((s_b/2 - 1)^2), a norm over the batch (sum s_b^2)^(1/2).
+
+def linear_critic():
+    """D(x) = <W_b, x_b> on 4 x 8 x 8 images, W_b = s_b/16 everywhere: grad_x D = W_b, ||W_b|| = s_b.
+
+    Each channel holds a quarter of the squared norm, so a per-channel norm would give s_b/2 and
+    a norm over the whole batch (sum s_b^2)^(1/2): the closed forms below tell them apart.
     """
-    scales = np.array([0.5, 2.0, 1.0, 3.0], dtype=np.float32)
-    weights = jt.array(np.ones((BATCH, 4, 8, 8), np.float32) * scales[:, None, None, None] / 16)
+    weights = jt.array(np.ones((BATCH, 4, 8, 8), np.float32) * SCALES[:, None, None, None] / 16)
+    return lambda x: (x * weights).sum([1, 2, 3])
+
+
+def images(seed):
+    return jt.array(np.random.RandomState(seed).randn(BATCH, 4, 8, 8).astype(np.float32))
+
+
+def test_gradient_penalty_norm_is_per_sample_over_all_of_c_h_w():
+    """GP = mean((s_b - 1)^2) for the linear critic (exact in float32)."""
     loss = jittor_loss("wgan-gp", {}, np.full((BATCH, 1, 1, 1), 0.5, np.float32))
-    real, fake = jt.randn(BATCH, 4, 8, 8), jt.randn(BATCH, 4, 8, 8)
-    gp = loss.gradient_penalty(lambda x: (x * weights).sum([1, 2, 3]), real, fake)
-    assert_close("GP of a linear critic", gp, [np.mean((scales - 1) ** 2)], atol=1e-7)
+    gp = loss.gradient_penalty(linear_critic(), images(0), images(1))
+    assert_close("GP of a linear critic", gp, [np.mean((SCALES - 1) ** 2)], atol=1e-7)
+
+
+def test_penalty_parameters_are_read_drift_k_p_and_gamma():
+    """drift adds drift E[D(x)^2]; WGAN-div adds k E[s^p] (real and fake alike); R1 adds gamma/2 E[s^2]."""
+    critic, real, fake = linear_critic(), images(0), images(1)
+    eps = np.full((BATCH, 1, 1, 1), 0.5, np.float32)
+    plain, _ = jittor_loss("wgan-gp", {}, eps).discriminator_loss(critic, real, fake)
+    drifted, terms = jittor_loss("wgan-gp", {"drift": 0.5}, eps).discriminator_loss(critic, real, fake)
+    expected_drift = np.mean(critic(real).numpy() ** 2)
+    assert_close("drift term", terms["drift"], [expected_drift], atol=0, rtol=1e-6)
+    assert_close("drift in L_D", drifted - plain, [0.5 * expected_drift], atol=1e-6, rtol=1e-5)
+    _, terms = build_loss("wgan-div", k=3.0, p=4.0).discriminator_loss(critic, real, fake)
+    assert_close("WGAN-div k E[||g||^p]", terms["div"], [3.0 * np.mean(SCALES ** 4)], atol=0, rtol=1e-6)
+    _, terms = build_loss("r1", gamma=4.0).discriminator_loss(critic, real, fake)
+    assert_close("R1 E[||g||^2]", terms["r1"], [np.mean(SCALES ** 2)], atol=0, rtol=1e-6)
 
 
 def test_wgan_div_gradient_reaches_the_real_images_and_equals_pytorch():
@@ -266,7 +291,7 @@ def test_jittor_adam_adds_eps_before_bias_correction_and_rmsprop_matches_torch_d
                              ("jittor rmsprop", lambda p: jt.optim.RMSprop(p, lr, eps=eps))):
         w = jt.array([1.0])
         optimizer([w]).step(w * g)
-        results[label] = w
+        results[label] = to_numpy(w)
     for label, optimizer in (("torch adam", lambda p: torch.optim.Adam(p, lr, betas=betas, eps=eps)),
                              ("eps-hat adam", lambda p: EpsHatAdam(p, lr, betas, eps)),
                              ("torch rmsprop", lambda p: torch.optim.RMSprop(p, lr, eps=eps))):
@@ -274,8 +299,8 @@ def test_jittor_adam_adds_eps_before_bias_correction_and_rmsprop_matches_torch_d
         step = optimizer([w])
         (w * g).sum().backward()
         step.step()
-        results[label] = w.detach()
+        results[label] = to_numpy(w)
     assert_close("Jittor Adam vs eps-hat Adam", results["jittor adam"], results["eps-hat adam"], atol=1e-7)
-    assert float(abs(results["jittor adam"] - results["torch adam"].numpy())) > 1e-3
+    assert abs(results["jittor adam"] - results["torch adam"]).max() > 1e-2, "stock torch Adam differs"
     assert_close("Jittor RMSprop vs torch RMSprop", results["jittor rmsprop"], results["torch rmsprop"],
                  atol=1e-7)

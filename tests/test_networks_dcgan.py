@@ -121,10 +121,11 @@ def test_dcgan_initialisation():
 
 
 # ----- parity with PyTorch ---------------------------------------------------------------------
-PARITY_CASES = [("dcgan", "instance"), ("wgan-gp", "instance"), ("wgan-gp", "none"), ("wganp", "instance")]
+PARITY_CASES = [(arch, "instance") for arch in ARCHS] + [("wgan-gp", "none")]
+PARITY_IDS = [arch if norm == "instance" else f"{arch}-critic_norm-{norm}" for arch, norm in PARITY_CASES]
 
 
-@pytest.mark.parametrize("arch,critic_norm", PARITY_CASES)
+@pytest.mark.parametrize("arch,critic_norm", PARITY_CASES, ids=PARITY_IDS)
 def test_eval_mode_outputs_match_pytorch(arch, critic_norm):
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)
     for net in (jt_g, jt_d, th_g, th_d):
@@ -136,7 +137,7 @@ def test_eval_mode_outputs_match_pytorch(arch, critic_norm):
     assert_close(f"{arch} D(x) eval", jt_d(jt.array(x)), th_scores, OUTPUT_ATOL, OUTPUT_RTOL)
 
 
-@pytest.mark.parametrize("arch,critic_norm", PARITY_CASES)
+@pytest.mark.parametrize("arch,critic_norm", PARITY_CASES, ids=PARITY_IDS)
 def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic_norm):
     """Batch statistics agree; running_var differs only by Jittor's biased (n-1)/n estimate."""
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)

@@ -35,9 +35,7 @@ def normalization(kind, channels):
     """The layers that follow a hidden conv: [] for none, else [BatchNorm2d] or [InstanceNorm2d(affine)]."""
     if kind == "none":
         return []
-    if kind == "batch":
-        return [nn.BatchNorm2d(channels)]
-    return [nn.InstanceNorm2d(channels, affine=True)]
+    return [{"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d}[kind](channels, affine=True)]
 
 
 def doublings(size):

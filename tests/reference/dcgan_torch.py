@@ -5,7 +5,6 @@ coincide; the widths are derived here from the image side instead of the 4x4 sid
 """
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import nn
 
