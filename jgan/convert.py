@@ -187,8 +187,9 @@ def rosinality_generator_state(state, lr_mlp=0.01):
     The result loads into `StyledGenerator(**infer_generator_widths(state), lr_mlp=lr_mlp)`.
     """
     state = _strip_data_parallel(state)
+    expected = generator_shapes(**infer_generator_widths(state))
     renamed = _rename(state, G_RULES, "StyledGenerator")
-    _check_against(renamed, generator_shapes(**infer_generator_widths(state)), "StyledGenerator")
+    _check_against(renamed, expected, "StyledGenerator")
     return {name: value / np.float32(lr_mlp) if mapping else value
             for name, (_, value, mapping) in renamed.items()}
 
@@ -199,6 +200,7 @@ def rosinality_discriminator_state(state):
     The result loads into `Discriminator(**infer_discriminator_widths(state))`.
     """
     state = _strip_data_parallel(state)
+    expected = discriminator_shapes(**infer_discriminator_widths(state))
     renamed = _rename(state, D_RULES, "Discriminator")
-    _check_against(renamed, discriminator_shapes(**infer_discriminator_widths(state)), "Discriminator")
+    _check_against(renamed, expected, "Discriminator")
     return {name: value for name, (_, value) in renamed.items()}

@@ -16,11 +16,11 @@ LRELU_SLOPE = 0.2
 
 
 def check_shape(name, x, expected):
-    """Raise ValueError unless x.shape matches `expected` (None matches any size)."""
+    """Raise ValueError unless x.shape matches `expected` (None, shown as *, matches any size)."""
     got = tuple(x.shape)
     if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
-        shown = tuple("B" if e is None else e for e in expected)
-        raise ValueError(f"{name} should have shape {shown}, got {got}.")
+        shown = ", ".join("*" if e is None else str(e) for e in expected)
+        raise ValueError(f"{name} should have shape ({shown}), got {got}.")
 
 
 def he_constant(fan_in):
@@ -99,15 +99,20 @@ class ConvDownsample2d(EqualConv2d):
 def fused_kernel(weight):
     """The k x k kernel padded to k+2 and box-averaged to k+1: (W00 + W01 + W10 + W11) / 4.
 
-    A stride-2 (transposed) convolution with this kernel equals a k x k convolution applied
-    after nearest upsampling (or followed by 2x2 average pooling), computed in one step.
+    A stride-2 convolution with this kernel equals a k x k convolution followed by 2x2 average
+    pooling; a stride-2 transposed convolution with it, nearest upsampling followed by a k x k
+    convolution, divided by 4.
     """
     w = nn.pad(weight, [1, 1, 1, 1])
     return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
 
 
 class FusedUpsample(nn.Module):
-    """y = conv_transpose2d(x, fused_kernel(c W), stride 2) + b: upsampling and conv in one op."""
+    """y = conv_transpose2d(x, fused_kernel(c W), stride 2) + b: upsampling and conv in one op.
+
+    Away from the border this is (nearest x2 upsampling + conv) / 4: rosinality averages the four
+    shifted kernels where NVIDIA sums them. We keep rosinality's factor so that its weights load.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, padding=0):
         self.in_channels = in_channels

@@ -317,3 +317,14 @@ def minibatch_stddev(x, group_size):
     std = torch.sqrt(y.var(0, unbiased=False) + 1e-8)
     stat = std.mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1).repeat(group, 1, height, width)
     return torch.cat([x, stat], 1)
+
+
+def randomize(module, seed=1):
+    """Shift noise weights and biases away from their initial zeros (in place; returns `module`),
+    so that every parameter shows up in the output of a parity test."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "noise" in name or name.endswith("bias") or name == "weight_orig":
+                param.add_(0.3 * torch.randn(param.shape, generator=generator))
+    return module
