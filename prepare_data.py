@@ -5,7 +5,11 @@
 
 The LMDB has rosinality's style-based-gan-pytorch layout, so either tool reads the other's.
 """
-from jgan.cli import ArgumentParser, run
+import os
+import signal
+import sys
+
+from jgan.cli import EXIT_INTERRUPTED, ArgumentParser, run
 from jgan.data import DEFAULT_SIZES, FORMATS, prepare_lmdb
 
 
@@ -28,9 +32,19 @@ def build_parser():
 
 
 def main(args):
-    summary = prepare_lmdb(args.folder, args.out, sizes=args.sizes, image_format=args.format,
-                           quality=args.quality, n_worker=args.n_worker, force=args.force,
-                           progress=not args.no_progress)
+    # Jittor's SIGINT and SIGCHLD handlers exit at once; Python's let prepare_lmdb remove its
+    # temporary LMDB on Ctrl-C, and the end of its worker pool is then no crash.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        summary = prepare_lmdb(args.folder, args.out, sizes=args.sizes, image_format=args.format,
+                               quality=args.quality, n_worker=args.n_worker, force=args.force,
+                               progress=not args.no_progress)
+    except KeyboardInterrupt:
+        # Ctrl-C also ended Jittor's compiler processes, and Jittor's exit handler would then wait
+        # for them forever: leave without exit handlers, as Jittor itself does on Ctrl-C.
+        print(f"prepare_data.py: interrupted; {args.out} is unchanged", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
     print(summary.report())
 
 

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import struct
 import tempfile
 import time
@@ -177,6 +178,15 @@ def read_short_sides(source, files):
     return short_sides, skipped
 
 
+def no_usable_images(source, skipped, ignored):
+    if skipped:
+        why = f"all {len(skipped)} image files are unreadable, e.g. {skipped[0][0]} ({skipped[0][1]})"
+    else:
+        among = f" among its {len(ignored)} files" if ignored else ""
+        why = f"it holds no jpg, png, webp, bmp, gif or tif files{among}"
+    return DataError(f"no usable images in {source}; {why}; add images or choose another folder")
+
+
 def check_options(sizes, image_format, quality, n_worker):
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"sizes must be positive integers, got {list(sizes)}; pass e.g. --sizes 8 16 32")
@@ -240,7 +250,9 @@ def encoded_images(source, names, encode, n_worker):
     if n_worker == 1:
         yield from zip(names, map(encode, paths))
         return
-    with multiprocessing.get_context("fork").Pool(n_worker) as pool:
+    # Ctrl-C reaches the whole process group: the workers ignore it, the main process cleans up.
+    ignore_interrupts = partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    with multiprocessing.get_context("fork").Pool(n_worker, initializer=ignore_interrupts) as pool:
         yield from zip(names, pool.imap(encode, paths, chunksize=8))
 
 
@@ -303,8 +315,7 @@ def prepare_lmdb(source, out, sizes=DEFAULT_SIZES, image_format="png", quality=9
     names, ignored = list_files(source)
     short_sides, skipped = read_short_sides(source, names)
     if not short_sides:
-        raise DataError(f"no usable images in {source}; put {'/'.join(IMAGE_EXTENSIONS)} files "
-                        f"in it (found {len(names) + len(ignored)} files)")
+        raise no_usable_images(source, skipped, ignored)
     largest = max(short_sides.values())
     sizes, dropped = choose_sizes(sizes, largest)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -320,8 +331,7 @@ def prepare_lmdb(source, out, sizes=DEFAULT_SIZES, image_format="png", quality=9
         count, upscaled, unreadable = write_lmdb(temporary, results, meta)
         skipped = sorted(skipped + unreadable)
         if count == 0:
-            raise DataError(f"no usable images in {source}; all {len(skipped)} image files are "
-                            f"unreadable, e.g. {skipped[0][0]} ({skipped[0][1]})")
+            raise no_usable_images(source, skipped, ignored)
         check_out(out, force)
         publish(temporary, out)
     finally:

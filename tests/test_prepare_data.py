@@ -2,8 +2,10 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lmdb
@@ -308,3 +310,24 @@ def test_cli_empty_folder_is_one_sentence_and_exit_2(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("prepare_data.py: error: no usable images in empty_dir"), result.stderr
     assert not (tmp_path / "X").exists()
+
+
+def test_cli_ctrl_c_removes_the_temporary_lmdb_and_exits_130(image_folder, tmp_path):
+    """Ctrl-C signals the whole process group (Jittor's compiler processes too); no hang, no leftovers."""
+    folder = image_folder({f"{i:04d}.png": shape_image(i % 24) for i in range(1000)})
+    command = [sys.executable, str(REPO / "prepare_data.py"), "--out", "out", "--sizes", "8", "16", "32",
+               "--no-progress", str(folder)]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        while not list(tmp_path.glob(".out.*.partial")) and process.poll() is None:
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        stderr = process.communicate(timeout=60)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "prepare_data.py: interrupted; out is unchanged", stderr
+    assert "Traceback" not in stderr
+    assert leftovers(tmp_path, keep={"images"}) == []
