@@ -17,13 +17,14 @@ def build_parser():
     parser = ArgumentParser(description="Resize and centre-crop every image of a folder (recursively) "
                                         "to each size and store them in an LMDB.")
     parser.add_argument("folder", help="folder of jpg/png/webp/bmp/gif/tif images (searched recursively)")
-    parser.add_argument("--out", default="lmdb", help="the LMDB to write (a folder)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES),
+    parser.add_argument("--out", default="lmdb", metavar="LMDB", help="the LMDB to write (a folder)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), metavar="SIZE",
                         help="image sizes to store; sizes above the largest image's shorter side are dropped")
     parser.add_argument("--format", choices=FORMATS, default="png",
                         help="encoding of the stored images (png is lossless)")
-    parser.add_argument("--quality", type=int, default=95, help="JPEG quality (with --format jpeg)")
-    parser.add_argument("--n_worker", "--n-worker", type=int, default=1,
+    parser.add_argument("--quality", type=int, default=95, metavar="Q",
+                        help="JPEG quality (with --format jpeg)")
+    parser.add_argument("--n_worker", "--n-worker", type=int, default=1, metavar="N",
                         help="processes decoding and encoding images")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing --out LMDB (only once the new one is complete)")

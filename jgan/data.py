@@ -15,6 +15,7 @@ import signal
 import struct
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -319,7 +320,8 @@ def prepare_lmdb(source, out, sizes=DEFAULT_SIZES, image_format="png", quality=9
     largest = max(short_sides.values())
     sizes, dropped = choose_sizes(sizes, largest)
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    temporary = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
+    temporary.mkdir()  # not mkdtemp, whose folder only its owner could read once renamed to `out`
     try:
         encode = partial(encode_file, sizes=sizes, image_format=image_format, quality=quality)
         results = tqdm(encoded_images(source, list(short_sides), encode, n_worker),

@@ -3,6 +3,7 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -177,6 +178,9 @@ def test_stored_layout_is_rosinalitys(image_folder, tmp_path):
     assert meta["sizes"] == [8, 16] and meta["count"] == 3 and meta["encoding"] == "png"
     assert meta["source"] == str(folder.resolve()) and meta["jgan_version"] == data.__version__
     assert Image.open(io.BytesIO(records[b"16-00002"])).size == (16, 16)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask, "readable like any new folder"
 
 
 def test_png_round_trip_is_lossless(image_folder, tmp_path):
