@@ -158,7 +158,8 @@ def test_unknown_entries_are_refused():
 def test_missing_entries_are_refused():
     state = numpy_state(tiny_reference_generator())
     del state["generator.progression.2.noise2.weight_orig"]
-    with pytest.raises(CheckpointError, match="lacks 1 entries, e.g. the one for progression.2.noise2.weight"):
+    with pytest.raises(CheckpointError, match="lacks 1 entries, e.g. the one for "
+                                              "progression.2.noise2.weight"):
         rosinality_generator_state(state)
     d_state = numpy_state(ref.Discriminator(TINY["channels"], 16))
     del d_state["linear.linear.bias"]

@@ -3,7 +3,9 @@
 Each layer is compared on its output and on the gradients of sum(output * r) (r fixed random)
 with respect to its input and to every parameter; Blur also on a second-order gradient (the R1 and
 gradient penalties differentiate through it twice). Sizes are tiny (batch 3, 8 channels, 8x8).
-Tolerance: ATOL = 1e-5 with RTOL = 1e-5 everywhere (float32; measured max abs diffs are <= 2e-6).
+Tolerance: ATOL 1e-5 + RTOL 1e-5 * |reference| everywhere (float32). Measured max abs diffs
+(pytest -s prints them): outputs and input gradients <= 7e-6, most 0 to 2e-7; bias gradients
+(sums of ~200 terms, |values| ~ 10-100) <= 1.1e-5.
 """
 import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
@@ -13,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from jgan import layers
-from parity import assert_close, copy_parameters, max_abs_diff
+from parity import assert_close, copy_parameters, max_abs_diff, to_numpy
 from reference import stylegan_torch as ref
 from reference.stylegan_torch import randomize
 
@@ -33,7 +35,8 @@ def equal_lr_name(torch_name):
 
 
 def compare(name, jt_value, th_value, atol=ATOL, rtol=RTOL):
-    print(f"{name}: max abs diff {max_abs_diff(jt_value, th_value):.2e}")
+    scale = float(np.abs(to_numpy(th_value)).max())
+    print(f"{name}: max abs diff {max_abs_diff(jt_value, th_value):.2e} (max abs value {scale:.2e})")
     assert_close(name, jt_value, th_value, atol=atol, rtol=rtol)
 
 
@@ -111,7 +114,8 @@ def test_equal_conv2d_matches_rosinality():
 
 
 def test_equal_conv2d_rejects_a_wrong_channel_count():
-    with pytest.raises(ValueError, match=r"EqualConv2d input should have shape \(\*, 8, \*, \*\), got \(3, 4, 8, 8\)"):
+    expected = r"EqualConv2d input should have shape \(\*, 8, \*, \*\), got \(3, 4, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
         layers.EqualConv2d(CHANNELS, 6, 3)(jt.zeros((BATCH, 4, SIZE, SIZE)))
 
 

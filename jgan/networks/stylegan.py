@@ -41,7 +41,7 @@ def check_architecture(channels, fused_from):
 
 
 class StyledConvBlock(nn.Module):
-    """One synthesis resolution: [upsample] conv -> noise -> lrelu -> AdaIN, then conv -> noise -> lrelu -> AdaIN.
+    """One synthesis resolution: conv1 -> noise -> lrelu -> AdaIN -> conv2 -> noise -> lrelu -> AdaIN.
 
     The first block starts from the learned 4x4 constant; the others upsample x2 with nearest +
     3x3 conv, or with a fused transposed conv (`fused`), then blur. Both AdaINs take the same style.
