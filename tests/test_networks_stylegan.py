@@ -167,6 +167,17 @@ def test_noise_formats_agree(generators):
     assert max_abs_diff(jt_g(z, noise=noise, step=2), shared) > 1e-3, "per-layer noise is used"
 
 
+def test_noise_is_drawn_at_each_call_when_not_given(generators):
+    jt_g, _ = generators
+    z = jt.array(latents()[0])
+    jt.set_global_seed(4)
+    first = jt_g(z, step=2).numpy()
+    second = jt_g([z], step=2).numpy()
+    jt.set_global_seed(4)
+    compare("the same seed gives the same noise", jt_g(z, step=2), first, atol=0, rtol=0)
+    assert max_abs_diff(first, second) > 1e-3, "a second call draws new noise"
+
+
 def test_alpha_outside_0_1_means_no_fade_in(generators):
     jt_g, _ = generators
     z, noise = jt.array(latents()[0]), [jt.array(n) for n in layer_noise(2)]

@@ -70,7 +70,12 @@ class StyledConvBlock(nn.Module):
 
 
 class StyledGenerator(nn.Module):
-    """Mapping network z -> w (PixelNorm + n_mlp x (EqualLinear, lrelu)) and the style-based synthesis."""
+    """Mapping network z -> w (PixelNorm, n_mlp x (EqualLinear, lrelu)) and the style-based synthesis.
+
+    lr_mlp: learning-rate multiplier of the mapping network (rosinality trains it at lr * 0.01).
+    w_avg: a saved, never trained buffer (1, code_dim) holding the running average of w that the
+      training loop maintains with `update_w_avg`.
+    """
 
     def __init__(self, code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
                  image_channels=3):
@@ -204,7 +209,8 @@ class Discriminator(nn.Module):
     """Progressive discriminator mirroring StyledGenerator; minibatch stddev before the last block.
 
     As in rosinality, `progression[0]` and `from_rgb[0]` belong to the highest resolution and
-    `progression[-1]` to 4x4.
+    `progression[-1]` to 4x4. from_rgb_activate adds a leaky ReLU after each from-RGB layer;
+    stddev_group is the minibatch-stddev group size (None: the whole batch, as rosinality).
     """
 
     def __init__(self, channels=CHANNELS, fused_from=128, from_rgb_activate=False, stddev_group=None,
