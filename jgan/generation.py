@@ -1,5 +1,5 @@
 """Using a trained generator: loading it from a checkpoint and making the figures of generate.py."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jittor as jt
 import numpy as np
@@ -24,7 +24,6 @@ class TrainedGenerator:
     checkpoint: str = ""
     fixed_z: np.ndarray = None
     run_step: int = 0
-    mean_style: object = field(default=None, repr=False)
 
     @property
     def progressive(self):
@@ -41,16 +40,21 @@ class TrainedGenerator:
         with jt.no_grad():
             return self.module(z, **self.inputs(), **kwargs)
 
+    def average_latent(self):
+        """The running average w tracked in training, or (for a run that tracked none) a sample mean."""
+        w_avg = self.module.w_avg
+        if float(w_avg.abs().sum().item()) > 0:
+            return w_avg
+        with jt.no_grad():
+            return self.module.mean_style(jt.randn(4096, self.latent_dim))
+
     def truncation_inputs(self, psi, cutoff=None):
         """Keyword arguments for truncation psi around the average latent (StyleGAN only)."""
         if psi is None or psi >= 1:
             return {}
         if not self.progressive:
             raise ConfigError("--truncation applies to StyleGAN checkpoints only; drop it")
-        if self.mean_style is None:
-            with jt.no_grad():
-                self.mean_style = self.module.mean_style(jt.randn(4096, self.latent_dim))
-        kwargs = {"mean_style": self.mean_style, "style_weight": psi}
+        kwargs = {"mean_style": self.average_latent(), "style_weight": psi}
         if cutoff is not None:
             kwargs["truncation_cutoff"] = cutoff
         return kwargs

@@ -24,6 +24,7 @@ from jgan.schedule import build_schedule
 from jgan.visual import plot_log, save_grid
 
 NO_MIXING = 10 ** 6  # a crossover beyond every layer: the first latent styles them all
+W_AVG_DECAY = 0.995  # running average of the mapping output, the centre of truncation (Karras et al.)
 
 
 def build_optimizer(params, optim, lr):
@@ -79,7 +80,7 @@ class Trainer:
         self.latent = latent_dim(self.arch, config["model"])
         rng = np.random.RandomState(self.train_cfg["seed"] + 12345)
         self.fixed_z = rng.randn(self.train_cfg["n_sample"], self.latent).astype(np.float32)
-        self.loader_phase = None
+        self.loader_key, self.batch_iterator = None, None
 
     # ----- state -----------------------------------------------------------------------------
     def payload(self):
@@ -152,10 +153,18 @@ class Trainer:
         fake = self.generate(self.generator, phase.batch, phase, inputs)
         g_loss, g_terms = self.loss.generator_loss(critic, fake)
         self.optimizer_g.step(g_loss)
+        self.track_average_latent(phase.batch)
         if self.generator_ema is not None:
             accumulate(self.generator_ema, self.generator, self.train_cfg["ema"])
         self.step += 1
+        jt.sync_all()  # run every pending update now, so each iteration runs the same fused kernels
         return {"g_loss": g_loss, **g_terms, **terms}
+
+    def track_average_latent(self, batch):
+        """Update the generator's running average w (StyleGAN's truncation centre), if it has one."""
+        if hasattr(self.generator, "update_w_avg"):
+            with jt.no_grad():
+                self.generator.update_w_avg(self.generator.style(jt.randn(batch, self.latent)), W_AVG_DECAY)
 
     # ----- outputs ---------------------------------------------------------------------------
     def sample(self, phase):
@@ -172,15 +181,15 @@ class Trainer:
         with open(self.run_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def loader(self, phase, batches):
+    def batches(self, phase):
         """The batch iterator for this phase; rebuilt (new workers) when the size or batch changes."""
         key = (phase.size, phase.batch)
-        if key != self.loader_phase:
-            self.loader_phase = key
-            batches = endless(make_loader(self.data_path, phase.size, phase.batch,
-                                          flip=self.train_cfg["flip"],
-                                          num_workers=self.train_cfg["num_workers"]))
-        return batches
+        if key != self.loader_key:
+            self.loader_key = key
+            self.batch_iterator = endless(make_loader(self.data_path, phase.size, phase.batch,
+                                                      flip=self.train_cfg["flip"],
+                                                      num_workers=self.train_cfg["num_workers"]))
+        return self.batch_iterator
 
     def set_learning_rate(self, phase):
         if self.schedule.progressive:
@@ -195,7 +204,7 @@ class Trainer:
         self.generator.train()
         self.discriminator.train()
         every = self.train_cfg
-        batches, last_index = None, None
+        last_index = None
         bar = tqdm(total=iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                    desc=self.arch)
         started = time.time()
@@ -207,9 +216,8 @@ class Trainer:
                 if last_index is not None and phase.index != last_index:
                     self.save()
                 last_index = phase.index
-                batches = self.loader(phase, batches)
                 self.set_learning_rate(phase)
-                terms = self.iteration(batches, phase)
+                terms = self.iteration(self.batches(phase), phase)
                 bar.update(1)
                 if self.step % every["log_every"] == 0 or self.step == iters:
                     values = {k: float(v.item()) for k, v in terms.items()}
@@ -238,5 +246,5 @@ class Trainer:
         parts = [f"{phase.size}px"]
         if phase.fading:
             parts.append(f"a {phase.alpha:.2f}")
-        parts += [f"{k} {v:.3f}" for k, v in values.items() if k in ("d_loss", "g_loss", "gp", "penalty")]
+        parts += [f"{k} {v:.3f}" for k, v in values.items() if k in ("d_loss", "g_loss", "gp", "div", "r1")]
         return " ".join(parts)

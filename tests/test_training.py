@@ -1,0 +1,115 @@
+"""The training loop: per-phase compilation, exact state round trips, EMA and style mixing."""
+import random
+
+import numpy as np
+import pytest
+
+import jgan  # noqa: F401
+import jittor as jt
+from jittor import nn
+
+from jgan import checkpoint as ckpt
+from jgan.config import load_config
+from jgan.runtime import KernelLog
+from jgan.training import NO_MIXING, Trainer, accumulate
+
+TINY_STYLEGAN = {"model": {"code_dim": 16, "n_mlp": 2, "channels": [16, 16, 8, 8]},
+                 "progressive": {"init_size": 8, "max_size": 16},
+                 "train": {"batch": 2, "num_workers": 0, "n_sample": 4}}
+TINY_WGAN_GP = {"model": {"size": 32, "ngf": 8, "ndf": 8},
+                "train": {"batch": 4, "num_workers": 0, "n_sample": 4, "ema": 0.9, "n_critic": 2}}
+
+
+def trainer(arch, tmp_path, *overrides):
+    config = load_config(arch, False, None, [TINY_STYLEGAN if arch == "stylegan" else TINY_WGAN_GP,
+                                             *overrides])
+    return Trainer(config, trainer.lmdb, tmp_path / "run", tmp_path / "sample", progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _lmdb(tiny_lmdb):
+    trainer.lmdb = tiny_lmdb
+
+
+def run_iterations(t, count):
+    for _ in range(count):
+        phase = t.schedule.phase(t.images)
+        t.set_learning_rate(phase)
+        t.iteration(t.batches(phase), phase)
+    jt.sync_all(True)
+    return phase
+
+
+def test_a_fading_phase_compiles_only_in_its_first_steps(tmp_path):
+    """Alpha and the mixing crossover change every step but enter as Vars: no new kernels.
+    The phase length is random so that this run's alpha values were never compiled before."""
+    phase_images = random.randint(400, 900)
+    t = trainer("stylegan", tmp_path, {"progressive": {"phase": phase_images, "mixing": 0.9}})
+    t.images = 2 * phase_images          # start of the 16 px fade-in
+    with KernelLog() as warm_up:
+        first = run_iterations(t, 3)
+    assert first.size == 16 and first.fading
+    with KernelLog() as later:
+        last = run_iterations(t, 12)
+    assert last.fading and last.alpha > first.alpha
+    assert later.kernels, "the profiler saw no kernels"
+    assert later.kernels - warm_up.kernels == set()
+
+
+def test_checkpoint_round_trip_restores_everything(tmp_path):
+    t = trainer("wgan-gp", tmp_path)
+    run_iterations(t, 2)
+    path = t.save()
+    document = ckpt.load_checkpoint(path)
+    fresh = trainer("wgan-gp", tmp_path)
+    fresh.restore(document)
+    assert (fresh.step, fresh.images) == (2, 2 * 2 * 4)
+    for name in ("generator", "discriminator", "generator_ema"):
+        restored = ckpt.module_state(getattr(fresh, name))
+        for key, value in document["networks"][name].items():
+            np.testing.assert_array_equal(restored[key], value, err_msg=f"{name}.{key}")
+    for name in ("optimizer_g", "optimizer_d"):
+        optimizer = getattr(fresh, name)
+        saved = document["optimizers"]["generator" if name == "optimizer_g" else "discriminator"]
+        assert optimizer.n_step == saved["n_step"] == 2 * (2 if name == "optimizer_d" else 1)
+        for var, array in zip(optimizer.param_groups[0]["m"], saved["groups"][0]["m"]):
+            np.testing.assert_array_equal(var.numpy(), array)
+    np.testing.assert_array_equal(fresh.fixed_z, t.fixed_z)
+
+
+def test_restore_refuses_a_checkpoint_of_another_arch(tmp_path):
+    t = trainer("wgan-gp", tmp_path)
+    document = {"arch": "dcgan", "path": "x.jgan"}
+    with pytest.raises(jgan.errors.CheckpointError, match="is a dcgan checkpoint, not wgan-gp"):
+        t.restore(document)
+
+
+def test_ema_is_the_running_average_of_the_weights():
+    model, ema = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)), nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema.eval()
+    before = {k: v.numpy().copy() for k, v in ema.state_dict().items()}
+    model_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    accumulate(ema, model, 0.9)
+    after = {k: v.numpy() for k, v in ema.state_dict().items()}
+    np.testing.assert_allclose(after["0.weight"], 0.9 * before["0.weight"] + 0.1 * model_state["0.weight"],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(after["1.running_mean"], model_state["1.running_mean"])
+
+
+def test_style_mixing_draws_a_crossover_within_the_current_layers(tmp_path):
+    t = trainer("stylegan", tmp_path, {"progressive": {"mixing": 1.0}})
+    phase = t.schedule.phase(10 ** 6)    # 16 px: step 2
+    for _ in range(20):
+        (latents,), kwargs = t.latents(3, phase)
+        assert len(latents) == 2 and 1 <= int(kwargs["crossover"].item()) <= phase.step
+    t.config["progressive"]["mixing"] = 1e-9
+    (latents,), kwargs = t.latents(3, phase)
+    assert int(kwargs["crossover"].item()) == NO_MIXING
+
+
+def test_stylegan_tracks_the_average_latent(tmp_path):
+    t = trainer("stylegan", tmp_path)
+    assert float(t.generator.w_avg.abs().sum().item()) == 0
+    run_iterations(t, 2)
+    assert float(t.generator.w_avg.abs().sum().item()) > 0
+    np.testing.assert_array_equal(t.generator_ema.w_avg.numpy(), t.generator.w_avg.numpy())
