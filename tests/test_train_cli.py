@@ -80,3 +80,47 @@ def test_bad_flags_are_one_sentence(args, message, tiny_lmdb, tmp_path):
     result = run_script("train.py", tiny_lmdb, *args, "--iters", 1, "--no-progress", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+TINY_STYLEGAN = ["--set", "model.channels=[16,16,16]", "--set", "model.code_dim=16", "--set", "model.n_mlp=2",
+                 "--workers", "0", "--no-progress", "--log-every", "1", "--set", "train.n_sample=16"]
+
+
+def log_records(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def test_stylegan_grows_with_fade_in_resumes_at_16px_and_draws_the_figures(tiny_lmdb, tmp_path):
+    ok(run_script("train.py", tiny_lmdb, "--arch", "stylegan", "--max-size", 16, "--phase", 16, "--batch", 4,
+                  "--iters", 10, "--name", "t-sg", *TINY_STYLEGAN, cwd=tmp_path))
+    run_dir = tmp_path / "checkpoint" / "t-sg"
+    records = log_records(run_dir)
+    assert [r["size"] for r in records] == [8] * 8 + [16] * 2      # 8 px for two phases of 16 images
+    alphas = [r["alpha"] for r in records[8:]]
+    assert 0 < alphas[0] < alphas[1] < 1                             # fading in
+    assert [p.name for p in ckpt.numbered_checkpoints(run_dir)] == ["0000008.jgan", "0000010.jgan"]
+
+    resumed = ok(run_script("train.py", tiny_lmdb, "--arch", "stylegan", "--iters", 12, "--name", "t-sg",
+                            "--resume", "--no-progress", "--log-every", "1", cwd=tmp_path))
+    assert "at step 10" in resumed.stderr
+    records = log_records(run_dir)
+    assert [(r["step"], r["size"]) for r in records[10:]] == [(11, 16), (12, 16)]
+    assert alphas[1] < records[10]["alpha"] < records[11]["alpha"]
+
+    ok(run_script("generate.py", "--mixing", "--noise", "--interpolate", "--truncation", "0.7",
+                  "--mixing-range", "0,0", cwd=tmp_path))
+    results = tmp_path / "results"
+    cell = 16 + 2
+    expected = {"mixing-0-0": (2 + 6 * cell, 2 + 4 * cell), "noise": (2 + 7 * cell, 2 + 3 * cell),
+                "interpolation": (2 + 8 * cell, 2 + 8 * cell), "samples": (2 + 8 * cell, 2 + 8 * cell)}
+    for figure, size in expected.items():
+        with Image.open(results / f"t-sg-0000012-{figure}.png") as image:
+            assert image.size == size, figure
+
+
+def test_stylegan_figures_refuse_a_dcgan_checkpoint(tiny_lmdb, tmp_path):
+    ok(run_script("train.py", tiny_lmdb, "--arch", "dcgan", "--iters", 1, "--name", "d", *SMALL, cwd=tmp_path))
+    result = run_script("generate.py", "-g", tmp_path / "checkpoint" / "d", "--mixing", cwd=tmp_path)
+    assert result.returncode == 2 and "needs a StyleGAN checkpoint" in result.stderr
+    result = run_script("generate.py", "--mixing", cwd=tmp_path)
+    assert result.returncode == 2 and "no stylegan run found" in result.stderr
