@@ -3,8 +3,6 @@
 Nets at 32 px, ngf = ndf = 8, batch 4, weights copied from the PyTorch reference; the GP draw
 eps is handed to both frameworks. Tolerances are stated where they are used.
 """
-import math
-
 import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
@@ -17,6 +15,7 @@ from jgan.networks.dcgan import build_networks
 from parity import assert_close, copy_parameters, to_numpy
 from reference import losses_torch as reference
 from reference.dcgan_torch import batch_norm_sizes, torch_networks, unbiased_running_var_as_biased
+from reference.optim_torch import EpsHatAdam
 
 SIZE, NZ, WIDTH, BATCH = 32, 100, 8, 4
 PENALTIES = {"wgan-gp": "gp", "wgan-div": "div", "r1": "r1"}
@@ -115,24 +114,6 @@ def test_generator_loss_and_gradients_match_pytorch(arch, name, params):
 
 
 # ----- three optimiser steps -------------------------------------------------------------------
-class EpsHatAdam(torch.optim.Adam):
-    """torch Adam with Jittor's eps placement: eps is added to sqrt(v) BEFORE bias correction.
-
-    torch: w -= lr m_hat / (sqrt(v_hat) + eps); Jittor: w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps),
-    which is torch's update with eps_t = eps / sqrt(1 - b2^t) (Kingma & Ba's "epsilon hat", as in TensorFlow).
-    """
-
-    def __init__(self, params, lr, betas, eps=1e-8):
-        super().__init__(params, lr, betas=betas, eps=eps)
-        self.eps_hat, self.t = eps, 0
-
-    def step(self, closure=None):
-        self.t += 1
-        for group in self.param_groups:
-            group["eps"] = self.eps_hat / math.sqrt(1 - group["betas"][1] ** self.t)
-        return super().step(closure)
-
-
 def jittor_optimizer(kind, params, lr, betas):
     if kind == "adam":
         return jt.optim.Adam(params, lr, eps=1e-8, betas=betas)
