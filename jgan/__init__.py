@@ -10,3 +10,5 @@ import jittor  # noqa: E402  (must come after configure_environment)
 __version__ = "0.1.0"
 DEVICE = runtime.set_device("auto")
 print(runtime.startup_line(), file=sys.stderr)
+
+from jgan.generation import load_generator  # noqa: E402  (public API)

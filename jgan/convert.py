@@ -204,3 +204,36 @@ def rosinality_discriminator_state(state):
     renamed = _rename(state, D_RULES, "Discriminator")
     _check_against(renamed, expected, "Discriminator")
     return {name: value for name, (_, value) in renamed.items()}
+
+
+def rosinality_checkpoint(states, size=None):
+    """The payload of a jgan checkpoint (see jgan.checkpoint) from rosinality's state dicts.
+
+    `states` holds numpy state dicts under rosinality's names: `g_running` and/or `generator`,
+    optionally `discriminator` (a `train_step-N.model`), or a bare StyledGenerator state dict under
+    `g_running`. The run is set at `size` px (default: the largest the generator has), fully grown.
+    """
+    from jgan.config import preset
+
+    generator_state = states.get("generator", states.get("g_running"))
+    if generator_state is None:
+        raise CheckpointError("this rosinality checkpoint holds neither `generator` nor `g_running`")
+    widths = infer_generator_widths(generator_state)
+    largest = _resolution(len(widths["channels"]) - 1)
+    size = size or largest
+    if size not in [_resolution(i) for i in range(len(widths["channels"]))]:
+        raise CheckpointError(f"--size {size} is not a resolution of this generator; "
+                              f"use a power of two from 4 to {largest}")
+    config = preset("stylegan")
+    config["model"].update(code_dim=int(widths["code_dim"]), n_mlp=int(widths["n_mlp"]),
+                           channels=[int(c) for c in widths["channels"]],
+                           fused_from=int(widths["fused_from"]))
+    config["progressive"].update(init_size=size, max_size=size)
+    no_average = np.zeros((1, int(widths["code_dim"])), np.float32)  # untracked: estimated when needed
+    networks = {"generator": {**rosinality_generator_state(generator_state), "w_avg": no_average}}
+    if "g_running" in states:
+        networks["generator_ema"] = {**rosinality_generator_state(states["g_running"]), "w_avg": no_average}
+    if "discriminator" in states:
+        networks["discriminator"] = rosinality_discriminator_state(states["discriminator"])
+    return {"arch": "stylegan", "config": config, "step": 0, "images": 0, "networks": networks,
+            "converted_from": "rosinality/style-based-gan-pytorch"}

@@ -99,6 +99,11 @@ class Trainer:
             raise CheckpointError(f"{document['path']} is a {document.get('arch')} checkpoint, "
                                   f"not {self.arch}; pass --arch {document.get('arch')}")
         networks = document["networks"]
+        missing = [k for k in ("optimizers", "rng", "fixed_z") if k not in document]
+        missing += [k for k in ("generator", "discriminator") if k not in networks]
+        if missing:
+            raise CheckpointError(f"{document['path']} cannot be resumed: it holds no {missing[0]} "
+                                  f"(a converted checkpoint?); use it with generate.py")
         ckpt.load_module_state(self.generator, networks["generator"], "generator")
         ckpt.load_module_state(self.discriminator, networks["discriminator"], "discriminator")
         if self.generator_ema is not None:
