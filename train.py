@@ -26,6 +26,8 @@ def build_parser():
     parser.add_argument("--sample-dir", default="sample", help="where sample grids are written")
     parser.add_argument("--minutes", type=float,
                         help="stop (with a checkpoint) after this much training time, even before --iters")
+    parser.add_argument("--nan-policy", default="stop", choices=("stop", "skip"),
+                        help="on a NaN/Inf loss: stop (keeping the last good checkpoint) or skip that update")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     shared = parser.add_argument_group("training (default: from the config)")
     shared.add_argument("--size", type=int, help="image size (StyleGAN: the final size, as --max-size)")
@@ -108,7 +110,7 @@ def main(args):
     print(f"train: {args.arch} (config {preset}), run {name}, device {device}, "
           f"jgan {jgan.__version__}", file=sys.stderr)
     trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, nan_policy=args.nan_policy)
     if document is not None:
         trainer.restore(document)
         print(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)

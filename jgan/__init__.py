@@ -7,6 +7,7 @@ runtime.configure_environment()
 
 import jittor  # noqa: E402  (must come after configure_environment)
 
+runtime.restore_interrupt_handler()
 __version__ = "0.1.0"
 DEVICE = runtime.set_device("auto")
 print(runtime.startup_line(), file=sys.stderr)

@@ -1,12 +1,11 @@
 """Checkpoints: one pickle file per save, written atomically, plus a `latest` pointer per run.
 
 A checkpoint holds everything a run needs to continue exactly: the networks (generator,
-discriminator, EMA generator), both optimisers' moments, the loop's counters and schedule state,
-the RNG states and the configuration it was trained with.
+discriminator, EMA generator), both optimisers' moments, the loop's counters (which also fix
+every random draw) and the configuration it was trained with.
 """
 import os
 import pickle
-import random
 import re
 from pathlib import Path
 
@@ -70,15 +69,6 @@ def load_optimizer_state(optimizer, state):
     optimizer.lr = state["lr"]
 
 
-def rng_state():
-    return {"python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def restore_rng_state(state):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-
-
 def checkpoint_path(run_dir, step):
     return Path(run_dir) / f"{step:07d}{SUFFIX}"
 
@@ -96,6 +86,13 @@ def _atomic_write(path, data):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(run_dir):
+    """Delete half-written files a killed process left in the run folder (never a checkpoint)."""
+    run_dir = Path(run_dir)
+    for path in run_dir.glob(".*.tmp-*") if run_dir.is_dir() else []:
+        path.unlink()
 
 
 def save_checkpoint(run_dir, step, payload):

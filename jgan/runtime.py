@@ -13,7 +13,9 @@ import ctypes.util
 import glob
 import os
 import platform
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -92,6 +94,13 @@ def configure_environment():
         warnings.warn(f"jgan: oneDNN not found, Jittor's CPU convolutions will be ~100x slower; "
                       f"{ONEDNN_FIX}.", stacklevel=2)
     os.environ.setdefault("log_silent", "1")
+
+
+def restore_interrupt_handler():
+    """Let Ctrl-C raise KeyboardInterrupt again (Jittor replaces it by an immediate exit), so that
+    training can save a checkpoint before it stops."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def onednn_active():

@@ -6,7 +6,6 @@ compiles its kernels once.
 """
 import json
 import math
-import random
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from tqdm import tqdm
 from jgan import checkpoint as ckpt
 from jgan.config import save_config
 from jgan.data import make_loader
-from jgan.errors import CheckpointError, ConfigError
+from jgan.errors import CheckpointError, ConfigError, JganError
 from jgan.losses import build_loss
 from jgan.networks import build_networks, latent_dim
 from jgan.schedule import build_schedule
@@ -25,6 +24,10 @@ from jgan.visual import plot_log, save_grid
 
 NO_MIXING = 10 ** 6  # a crossover beyond every layer: the first latent styles them all
 W_AVG_DECAY = 0.995  # running average of the mapping output, the centre of truncation (Karras et al.)
+
+
+class TrainingDiverged(JganError):
+    """A loss became NaN or infinite."""
 
 
 def build_optimizer(params, optim, lr):
@@ -60,11 +63,11 @@ def endless(loader):
 class Trainer:
     """Trains one run: builds the networks, loss, optimisers and schedule from a configuration."""
 
-    def __init__(self, config, data_path, run_dir, sample_dir, progress=True):
+    def __init__(self, config, data_path, run_dir, sample_dir, progress=True, nan_policy="stop"):
         self.config, self.data_path = config, data_path
         self.run_dir, self.sample_dir = Path(run_dir), Path(sample_dir)
         self.arch, self.train_cfg = config["arch"], config["train"]
-        self.progress = progress
+        self.progress, self.nan_policy, self.skipped_steps = progress, nan_policy, 0
         self.schedule = build_schedule(config)
         self.generator, self.discriminator = build_networks(self.arch, config["model"])
         self.generator_ema = None
@@ -81,6 +84,7 @@ class Trainer:
         rng = np.random.RandomState(self.train_cfg["seed"] + 12345)
         self.fixed_z = rng.randn(self.train_cfg["n_sample"], self.latent).astype(np.float32)
         self.loader_key, self.batch_iterator = None, None
+        self.rng = np.random.RandomState(self.train_cfg["seed"])
 
     # ----- state -----------------------------------------------------------------------------
     def payload(self):
@@ -92,14 +96,15 @@ class Trainer:
                 "networks": networks,
                 "optimizers": {"generator": ckpt.optimizer_state(self.optimizer_g),
                                "discriminator": ckpt.optimizer_state(self.optimizer_d)},
-                "rng": ckpt.rng_state(), "fixed_z": self.fixed_z}
+                "rng": {"seed": self.train_cfg["seed"], "scheme": "every draw seeded from (seed, step)"},
+                "fixed_z": self.fixed_z}
 
     def restore(self, document):
         if document.get("arch") != self.arch:
             raise CheckpointError(f"{document['path']} is a {document.get('arch')} checkpoint, "
                                   f"not {self.arch}; pass --arch {document.get('arch')}")
         networks = document["networks"]
-        missing = [k for k in ("optimizers", "rng", "fixed_z") if k not in document]
+        missing = [k for k in ("optimizers", "fixed_z") if k not in document]
         missing += [k for k in ("generator", "discriminator") if k not in networks]
         if missing:
             raise CheckpointError(f"{document['path']} cannot be resumed: it holds no {missing[0]} "
@@ -113,7 +118,6 @@ class Trainer:
         ckpt.load_optimizer_state(self.optimizer_d, document["optimizers"]["discriminator"])
         self.step, self.images = document["step"], document["images"]
         self.fixed_z = document["fixed_z"]
-        ckpt.restore_rng_state(document["rng"])
 
     def save(self):
         path = ckpt.save_checkpoint(self.run_dir, self.step, self.payload())
@@ -131,7 +135,7 @@ class Trainer:
         mixing = self.config.get("progressive", {}).get("mixing", 0.0)
         if not mixing:
             return (jt.randn(batch, self.latent),), {}
-        crossover = random.randint(1, max(1, phase.step)) if random.random() < mixing else NO_MIXING
+        crossover = self.rng.randint(1, max(1, phase.step) + 1) if self.rng.rand() < mixing else NO_MIXING
         z = [jt.randn(batch, self.latent), jt.randn(batch, self.latent)]
         return (z,), {"crossover": jt.array(np.int32(crossover))}
 
@@ -139,8 +143,29 @@ class Trainer:
         args, mixing = self.latents(batch, phase)
         return generator(*args, **inputs, **mixing)
 
+    def seed_iteration(self):
+        """Seed every random draw of this iteration from (seed, step), so a resumed run draws the
+        same numbers as an uninterrupted one."""
+        seed = (self.train_cfg["seed"] * 1_000_003 + self.step) % 2 ** 31
+        jt.set_seed(seed)
+        self.rng = np.random.RandomState(seed)
+
+    def optimizer_step(self, optimizer, loss, name):
+        """Apply one update, unless the loss is not finite: then stop, or skip it (--nan-policy)."""
+        value = float(loss.item())
+        if math.isfinite(value):
+            optimizer.step(loss)
+            return
+        if self.nan_policy == "skip":
+            self.skipped_steps += 1
+            return
+        raise TrainingDiverged(f"the {name} loss is {value} at step {self.step + 1}; the last good "
+                               f"checkpoint in {self.run_dir} is kept: resume from it with a lower "
+                               f"--lr, or pass --nan-policy skip")
+
     def iteration(self, batches, phase):
         """n_critic discriminator steps, then one generator step; returns the loss terms (Vars)."""
+        self.seed_iteration()
         inputs = self.phase_inputs(phase)
 
         def critic(images):
@@ -151,13 +176,13 @@ class Trainer:
             real = next(batches)
             fake = self.generate(self.generator, real.shape[0], phase, inputs).detach()
             d_loss, d_terms = self.loss.discriminator_loss(critic, real, fake)
-            self.optimizer_d.step(d_loss)
+            self.optimizer_step(self.optimizer_d, d_loss, "discriminator")
             self.loss.after_discriminator_step(self.discriminator)
             self.images += real.shape[0]
             terms.update({"d_loss": d_loss, **d_terms})
         fake = self.generate(self.generator, phase.batch, phase, inputs)
         g_loss, g_terms = self.loss.generator_loss(critic, fake)
-        self.optimizer_g.step(g_loss)
+        self.optimizer_step(self.optimizer_g, g_loss, "generator")
         self.track_average_latent(phase.batch)
         if self.generator_ema is not None:
             accumulate(self.generator_ema, self.generator, self.train_cfg["ema"])
@@ -205,6 +230,7 @@ class Trainer:
         """Train until `iters` generator steps have been done in total, or for `seconds` at most."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sample_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temporaries(self.run_dir)
         save_config(self.config, self.run_dir / "config.yaml")
         self.generator.train()
         self.discriminator.train()
@@ -228,6 +254,7 @@ class Trainer:
                     values = {k: float(v.item()) for k, v in terms.items()}
                     record = {"step": self.step, "images": self.images, "size": phase.size,
                               "alpha": round(phase.alpha, 4), **values,
+                              **({"skipped": self.skipped_steps} if self.skipped_steps else {}),
                               "seconds": round(time.time() - started, 2)}
                     self.log(record)
                     bar.set_postfix_str(self.status(phase, values))

@@ -1,0 +1,73 @@
+"""Crash safety: a training process killed at any moment leaves only loadable checkpoints, and
+--resume continues from the last one."""
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import jgan  # noqa: F401
+from jgan import checkpoint as ckpt
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--arch", "wgan-gp", "--size", "32", "--batch", "4", "--set", "model.ngf=8", "--set", "model.ndf=8",
+        "--workers", "0", "--no-progress", "--ckpt-every", "1", "--sample-every", "1000", "--log-every", "1",
+        "--n-critic", "1", "--iters", "100000", "--name", "crash"]
+
+
+# Jittor's SIGCHLD handler ends a process whose child dies by a signal, and pytest has imported
+# Jittor: so the training process is started and killed by this small jittor-free parent.
+KILLER = """
+import json, os, signal, subprocess, sys, time
+command, log, records_before, delay = json.loads(sys.argv[1])
+process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+deadline = time.time() + 300
+def progress():
+    if not os.path.exists(log):
+        return 0
+    with open(log) as handle:
+        return sum(1 for line in handle if line.endswith("}\\n"))
+while progress() <= records_before:
+    if process.poll() is not None or time.time() > deadline:
+        sys.exit("training stopped or stalled: " + process.stderr.read().decode()[-2000:])
+    time.sleep(0.05)
+time.sleep(delay)
+process.send_signal(signal.SIGKILL)
+process.wait()
+"""
+
+
+def train_and_kill(lmdb, cwd, resume, records_before, delay):
+    command = [sys.executable, str(REPO / "train.py"), str(lmdb), *TINY, *(["--resume"] if resume else [])]
+    log = str(cwd / "checkpoint" / "crash" / "log.jsonl")
+    result = subprocess.run([sys.executable, "-c", KILLER, json.dumps([command, log, records_before, delay])],
+                            cwd=cwd, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+
+
+def log_records(run_dir):
+    """The run's log, without a line torn by the kill."""
+    path = run_dir / "log.jsonl"
+    lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}\n")]
+
+
+def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tiny_lmdb, tmp_path):
+    """Ten runs killed with SIGKILL after a random time (checkpoints are written every step, so
+    some kills land inside a write); each resume starts right after the last saved step."""
+    run_dir = tmp_path / "checkpoint" / "crash"
+    rng = random.Random(7)
+    saved = None
+    for _ in range(10):
+        records_before = len(log_records(run_dir))
+        train_and_kill(tiny_lmdb, tmp_path, saved is not None, records_before, rng.uniform(0.0, 1.5))
+        if saved is not None:
+            assert log_records(run_dir)[records_before]["step"] == saved + 1
+        for path in ckpt.numbered_checkpoints(run_dir):
+            assert ckpt.load_checkpoint(path)["step"] == int(path.stem), path
+        latest = ckpt.load_checkpoint(run_dir)["step"]
+        assert saved is None or latest >= saved
+        saved = latest
+    assert saved > 10
