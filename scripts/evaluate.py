@@ -1,0 +1,81 @@
+"""Evaluate a trained generator against its LMDB with SWD, FID and KID.
+
+    python scripts/evaluate.py lmdb -g checkpoint/dcgan --metrics swd
+    python scripts/evaluate.py lmdb -g checkpoint/dcgan --metrics swd,fid,kid --inception pt_inception-2015-12-05-6726825d.pth
+    python scripts/evaluate.py lmdb --real-vs-real --size 32 --metrics swd,fid    # the baseline
+
+Prints a table and appends one JSON line to the run's metrics.jsonl (beside the checkpoint).
+FID and KID need pytorch-fid's Inception weights (--inception PATH or $JGAN_INCEPTION).
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jgan.cli import ArgumentParser, run  # noqa: E402
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def build_parser():
+    parser = ArgumentParser(description="Evaluate a jgan generator with SWD, FID and KID.")
+    parser.add_argument("lmdb", help="LMDB of the real images (made by prepare_data.py)")
+    parser.add_argument("-g", "--checkpoint", help="checkpoint file or run folder to evaluate")
+    parser.add_argument("--metrics", default="swd", help="comma-separated: swd, fid, kid")
+    parser.add_argument("--n", type=int, default=10000,
+                        help="generated images; real images: as many, at most all of the LMDB")
+    parser.add_argument("--real-vs-real", action="store_true",
+                        help="compare two disjoint halves of the LMDB instead of a generator (baseline)")
+    parser.add_argument("--size", type=int,
+                        help="resolution for --real-vs-real (default: the LMDB's largest)")
+    parser.add_argument("--inception", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+                                            "(or .npz); default: $JGAN_INCEPTION")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latents and of SWD's draws")
+    parser.add_argument("--batch", type=int, default=16, help="images per Inception batch")
+    parser.add_argument("--cache-dir", help="where real-image features are cached (default: ~/.cache/jgan/metrics)")
+    parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    return parser
+
+
+def table(result):
+    rows = [(key, f"{value:.4f}" if isinstance(value, float) else str(value)) for key, value in result.items()]
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def main(args):
+    import json
+    import time
+
+    from jgan import checkpoint, metrics, runtime
+    from jgan.errors import ConfigError
+    from jgan.generation import load_trained
+
+    if args.real_vs_real == bool(args.checkpoint):
+        raise ConfigError("pass either -g CHECKPOINT or --real-vs-real")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {args.batch}")
+    runtime.set_device(args.device)
+    options = dict(metrics=args.metrics, n=args.n, seed=args.seed, batch=args.batch,
+                   inception=args.inception, cache_dir=args.cache_dir, progress=True)
+    if args.real_vs_real:
+        result = metrics.evaluate_real_vs_real(args.lmdb, size=args.size, **options)
+        print(table(result))
+        return
+    if args.size:
+        raise ConfigError("--size applies to --real-vs-real only; a generator is evaluated at its resolution")
+    trained = load_trained(args.checkpoint, ema=not args.no_ema)
+    result = metrics.evaluate(trained, args.lmdb, **options)
+    print(table(result))
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "checkpoint": trained.checkpoint,
+              "step": trained.run_step, "lmdb": str(Path(args.lmdb).resolve()), "seed": args.seed,
+              "ema": not args.no_ema, **result}
+    log = checkpoint.resolve(args.checkpoint).parent / METRICS_FILE
+    with open(log, "a") as stream:
+        stream.write(json.dumps(record) + "\n")
+    print(f"appended to {log}")
+
+
+if __name__ == "__main__":
+    run(main, build_parser())
