@@ -13,7 +13,8 @@ torch.set_num_threads). Each framework runs in its own worker process, so that n
 memory or thread pool disturbs the other; the parent alternates them iteration by iteration
 (jgan first on even repeats, torch first on odd ones) and takes medians.
 
-Columns: median seconds per iteration of each side, speedup = torch_s / jgan_s (> 1: jgan is
+Columns: median seconds per iteration of each side (the JSON also keeps every time and the
+minimum, the better estimate when other processes share the cores), speedup = torch_s / jgan_s (> 1: jgan is
 faster), jgan's warm-up (its first iterations: Jittor compiles or loads its kernels) and the kernels
 it compiled into Jittor's cache meanwhile (the cache is shared with other processes of the user),
 recompiles (kernels that ran in the check iterations after the timed ones but in none of the
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")
 STYLEGAN_SIZES = (8, 16, 32, 64)
 DCGAN_SIZES = (32, 64)
-QUICK = {"batch": 8, "repeats": 3, "warmup": 2, "sizes": (32,), "stylegan_sizes": (8, 16, 32)}
+QUICK = {"batch": 8, "repeats": 7, "warmup": 2, "sizes": (32,), "stylegan_sizes": (8, 16, 32)}
 SYNTHETIC_BATCHES = 4   # distinct image batches each side cycles through
 ANSWER_FD = "BENCH_ANSWER_FD"   # workers answer on this descriptor: their stdout is the frameworks'
 
@@ -305,6 +306,7 @@ def bench_row(arch, size, args):
             "alpha": round(ready["alpha"], 4), "device": ready["device"], "threads": args.threads,
             "tiny": args.tiny, "data": "synthetic", "repeats": args.repeats,
             "jgan_s": jgan_s, "torch_s": torch_s, "speedup": torch_s / jgan_s,
+            "jgan_min_s": min(times["jgan"]), "torch_min_s": min(times["torch"]),
             "jgan_times": times["jgan"], "torch_times": times["torch"],
             "jgan_warmup_s": sum(times["jgan_warmup"]), "torch_warmup_s": sum(times["torch_warmup"]),
             "jgan_first_iter_s": times["jgan_warmup"][0] if times["jgan_warmup"] else None,
@@ -352,7 +354,7 @@ def build_parser():
                              f"the DCGAN family {DCGAN_SIZES})")
     parser.add_argument("--batch", type=int, help="batch of every row (default: the presets', "
                         f"{QUICK['batch']} with --quick)")
-    parser.add_argument("--repeats", type=int, help="timed iterations per side (default 10, 3 with --quick)")
+    parser.add_argument("--repeats", type=int, help=f"timed iterations per side (default 10, {QUICK['repeats']} with --quick)")
     parser.add_argument("--warmup", type=int, help="untimed first iterations per side (default 2)")
     parser.add_argument("--check", type=int, default=2,
                         help="jgan iterations after the timed ones that count recompiles")
