@@ -12,10 +12,10 @@ import time
 from jgan.data import LMDBImages
 from jgan.errors import ConfigError
 from jgan.metrics import features
-from jgan.metrics.fid import fid
+from jgan.metrics.fid import frechet_inception_distance
 from jgan.metrics.inception import load_inception, weights_path
-from jgan.metrics.kid import kid
-from jgan.metrics.swd import swd
+from jgan.metrics.kid import kernel_inception_distance
+from jgan.metrics.swd import sliced_wasserstein_distance
 
 METRICS = ("swd", "fid", "kid")
 INCEPTION_METRICS = ("fid", "kid")
@@ -70,7 +70,7 @@ def compare(data, size, indices, fake, fake_indices, metrics, seed, batch, weigh
         started = time.time()
         real = features.real_images(data, size, indices)
         count = min(len(real), len(fake))
-        result.update(swd(real[:count], fake[:count], seed))
+        result.update(sliced_wasserstein_distance(real[:count], fake[:count], seed))
         result["swd_images"] = count
         result["swd_seconds"] = round(time.time() - started, 2)
     if set(metrics) & set(INCEPTION_METRICS):
@@ -86,8 +86,8 @@ def compare(data, size, indices, fake, fake_indices, metrics, seed, batch, weigh
         fake_features = (features_of(fake_indices) if fake_indices is not None
                          else features.inception_features(model, fake, batch, progress))
         if "fid" in metrics:
-            result["fid"] = fid(real_features, fake_features)
+            result["fid"] = frechet_inception_distance(real_features, fake_features)
         if "kid" in metrics:
-            result["kid"], result["kid_std"] = kid(real_features, fake_features, seed=seed)
+            result["kid"], result["kid_std"] = kernel_inception_distance(real_features, fake_features, seed=seed)
         result["inception_seconds"] = round(time.time() - started, 2)
     return result

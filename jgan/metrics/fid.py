@@ -58,5 +58,5 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=EPS):
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * cross)
 
 
-def fid(real_features, fake_features):
+def frechet_inception_distance(real_features, fake_features):
     return frechet_distance(*statistics(real_features), *statistics(fake_features))

@@ -19,7 +19,7 @@ def mmd2_unbiased(x, y):
     return float(within - 2 * polynomial_kernel(x, y).mean())
 
 
-def kid(real_features, fake_features, seed=0, subsets=SUBSETS, subset_size=SUBSET_SIZE):
+def kernel_inception_distance(real_features, fake_features, seed=0, subsets=SUBSETS, subset_size=SUBSET_SIZE):
     """(mean, standard deviation) of the MMD² over `subsets` random subsets of each set."""
     real = np.asarray(real_features, dtype=np.float64)
     fake = np.asarray(fake_features, dtype=np.float64)
