@@ -6,7 +6,7 @@
 """
 import sys
 
-from jgan.cli import ArgumentParser, run
+from jgan.cli import ArgumentParser, run, writable_folder
 
 
 def build_parser():
@@ -44,13 +44,14 @@ def main(args):
 
     if args.n < 1 or args.nrow < 1:
         raise ConfigError("--n and --nrow must be at least 1")
+    mixing_range = generation.parse_mixing_range(args.mixing_range)
+    out = writable_folder(args.out, "--out")
     runtime.set_device(args.device)
     stylegan_figure = args.mixing or args.noise or args.interpolate
     source = args.checkpoint or checkpoint.newest_run(args.checkpoint_dir,
                                                       ("stylegan",) if stylegan_figure else None)
     generator = generation.load_trained(source, ema=not args.no_ema)
     truncation = generator.truncation_inputs(args.truncation, args.truncation_cutoff)
-    out = Path(args.out)
     prefix = f"{Path(generator.checkpoint).parent.name}-{generator.run_step:07d}"
     print(f"generate: {generator.arch} from {generator.checkpoint} ({generator.size} px)", file=sys.stderr)
     written = []
@@ -67,8 +68,7 @@ def main(args):
         frames = generation.progress_frames(generator.checkpoint, min(args.n, 16), 4, ema=not args.no_ema)
         written.append(visual.save_gif(frames, out / f"{prefix}-progress.gif", seconds_per_frame=0.4))
     if args.mixing:
-        figure = generation.style_mixing_figure(generator, 5, 3, generation.parse_mixing_range(args.mixing_range),
-                                                args.seed, **truncation)
+        figure = generation.style_mixing_figure(generator, 5, 3, mixing_range, args.seed, **truncation)
         written.append(visual.save_image(figure, out / f"{prefix}-mixing-{args.mixing_range.replace(',', '-')}.png"))
     if args.noise:
         figure = generation.noise_figure(generator, 3, 6, args.seed, **truncation)

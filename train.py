@@ -6,7 +6,7 @@
 """
 import sys
 
-from jgan.cli import ArgumentParser, run
+from jgan.cli import ArgumentParser, run, writable_folder
 
 ARCH_CHOICES = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div", "stylegan")
 
@@ -72,7 +72,20 @@ def flag_overrides(args):
     return overrides + [parse_override(text) for text in args.set]
 
 
+def check_same_network(run_dir, trained, config):
+    """A resumed run keeps its networks: refuse flags that would change them."""
+    from jgan.errors import ConfigError
+    model, max_size = trained
+    for key, value in model.items():
+        if config["model"][key] != value:
+            raise ConfigError(f"run {run_dir} was trained with model.{key}={value}; a resumed run keeps "
+                              f"its network: drop the flag that changes it, or start a new run with --name")
+    if max_size is not None and config["progressive"]["max_size"] < max_size:
+        raise ConfigError(f"run {run_dir} grows to {max_size} px; a resumed run cannot shrink it")
+
+
 def main(args):
+    import copy
     from pathlib import Path
 
     import jgan
@@ -90,13 +103,16 @@ def main(args):
             raise ConfigError(f"--{stylegan_only[0].replace('_', '-')} is a StyleGAN flag; "
                               f"drop it or pass --arch stylegan")
     name = args.name or args.arch
-    run_dir = Path(args.checkpoint_dir) / name
+    run_dir = writable_folder(Path(args.checkpoint_dir) / name, "--checkpoint-dir")
+    writable_folder(Path(args.sample_dir) / name, "--sample-dir")
     overrides = flag_overrides(args)
     if args.resume:
         document = checkpoint.load_checkpoint(run_dir)
         config = document["config"]
+        trained = copy.deepcopy(config["model"]), config.get("progressive", {}).get("max_size")
         for override in ([read_yaml(args.config)] if args.config else []) + overrides:
             merge(config, override)
+        check_same_network(run_dir, trained, config)
     else:
         if checkpoint.numbered_checkpoints(run_dir):
             raise ConfigError(f"run {run_dir} already has checkpoints; pass --resume to continue it "

@@ -1,9 +1,11 @@
 """What the three command-line scripts share: one-sentence errors and exit codes."""
 import argparse
 import sys
+import tempfile
 import traceback
+from pathlib import Path
 
-from jgan.errors import JganError
+from jgan.errors import ConfigError, JganError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -20,6 +22,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def writable_folder(path, flag):
+    """Create `path` if needed and check that files can be written there; returns it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ConfigError(f"cannot write to {path} ({error.strerror or error}); pass another {flag}") from None
+    return path
 
 
 def run(main, parser, argv=None):

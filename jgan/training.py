@@ -120,8 +120,13 @@ class Trainer:
         self.fixed_z = document["fixed_z"]
 
     def save(self):
-        path = ckpt.save_checkpoint(self.run_dir, self.step, self.payload())
-        return path
+        """Write a checkpoint; a failed write (disk full) keeps the previous one and says so."""
+        try:
+            return ckpt.save_checkpoint(self.run_dir, self.step, self.payload())
+        except OSError as error:
+            raise CheckpointError(f"could not write the step-{self.step} checkpoint to {self.run_dir} "
+                                  f"({error.strerror or error}); the previous checkpoint is kept: "
+                                  f"free some space and continue with --resume") from None
 
     # ----- one iteration ---------------------------------------------------------------------
     def phase_inputs(self, phase):
@@ -228,6 +233,7 @@ class Trainer:
     # ----- the loop --------------------------------------------------------------------------
     def train(self, iters, seconds=None):
         """Train until `iters` generator steps have been done in total, or for `seconds` at most."""
+        self.batches(self.schedule.phase(self.images))  # checks the data before anything is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.sample_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_stale_temporaries(self.run_dir)
