@@ -1,11 +1,15 @@
-"""Crash safety: a training process killed at any moment leaves only loadable checkpoints, and
---resume continues from the last one."""
+"""Crash safety: a training process killed at any moment leaves only loadable checkpoints and
+--resume continues from the last one; a NaN loss or a full disk never costs the last checkpoint."""
+import errno
 import json
 import os
 import random
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 import jgan  # noqa: F401
 from jgan import checkpoint as ckpt
@@ -71,3 +75,62 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tiny_lmdb, t
         assert saved is None or latest >= saved
         saved = latest
     assert saved > 10
+
+
+def tiny_trainer(tiny_lmdb, tmp_path, nan_policy="stop"):
+    from jgan.config import load_config
+    from jgan.training import Trainer
+    config = load_config("wgan-gp", False, None, [{"model": {"size": 32, "ngf": 8, "ndf": 8},
+                                                   "train": {"batch": 4, "num_workers": 0, "n_critic": 1,
+                                                             "n_sample": 4, "ckpt_every": 2}}])
+    return Trainer(config, tiny_lmdb, tmp_path / "run", tmp_path / "sample", progress=False,
+                   nan_policy=nan_policy)
+
+
+def poison_discriminator_loss(trainer, from_step):
+    """Make the discriminator loss NaN from step `from_step` on."""
+    loss = trainer.loss.discriminator_loss
+
+    def poisoned(critic, real, fake):
+        value, terms = loss(critic, real, fake)
+        return (value * float("nan"), terms) if trainer.step + 1 >= from_step else (value, terms)
+
+    trainer.loss.discriminator_loss = poisoned
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lmdb, tmp_path):
+    from jgan.training import TrainingDiverged
+    trainer = tiny_trainer(tiny_lmdb, tmp_path)
+    poison_discriminator_loss(trainer, from_step=3)
+    with pytest.raises(TrainingDiverged, match="discriminator loss is nan at step 3; the last good checkpoint"):
+        trainer.train(10)
+    assert ckpt.load_checkpoint(tmp_path / "run")["step"] == 2
+    assert [p.name for p in ckpt.numbered_checkpoints(tmp_path / "run")] == ["0000002.jgan"]
+
+
+def test_nan_policy_skip_leaves_the_weights_untouched_and_goes_on(tiny_lmdb, tmp_path):
+    trainer = tiny_trainer(tiny_lmdb, tmp_path, nan_policy="skip")
+    trainer.train(2)
+    before = ckpt.module_state(trainer.discriminator)
+    poison_discriminator_loss(trainer, from_step=3)
+    trainer.train(4)
+    assert trainer.step == 4 and trainer.skipped_steps == 2
+    for name, value in ckpt.module_state(trainer.discriminator).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["skipped"] == 2
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_lmdb, tmp_path, monkeypatch):
+    from jgan.errors import CheckpointError
+    trainer = tiny_trainer(tiny_lmdb, tmp_path)
+    trainer.train(2)
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is kept"):
+        trainer.train(4)
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(tmp_path / "run")["step"] == 2
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
