@@ -1,7 +1,8 @@
 """Evaluate a trained generator against its LMDB with SWD, FID and KID.
 
     python scripts/evaluate.py lmdb -g checkpoint/dcgan --metrics swd
-    python scripts/evaluate.py lmdb -g checkpoint/dcgan --metrics swd,fid,kid --inception pt_inception-2015-12-05-6726825d.pth
+    python scripts/evaluate.py lmdb -g checkpoint/dcgan --metrics swd,fid,kid \
+        --inception pt_inception-2015-12-05-6726825d.pth
     python scripts/evaluate.py lmdb --real-vs-real --size 32 --metrics swd,fid    # the baseline
 
 Prints a table and appends one JSON line to the run's metrics.jsonl (beside the checkpoint).
@@ -13,8 +14,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jgan.cli import ArgumentParser, run  # noqa: E402
-
-METRICS_FILE = "metrics.jsonl"
 
 
 def build_parser():
@@ -45,17 +44,12 @@ def table(result):
 
 
 def main(args):
-    import json
-    import time
-
-    from jgan import checkpoint, metrics, runtime
+    from jgan import metrics, runtime
     from jgan.errors import ConfigError
     from jgan.generation import load_trained
 
     if args.real_vs_real == bool(args.checkpoint):
         raise ConfigError("pass either -g CHECKPOINT or --real-vs-real")
-    if args.batch < 1:
-        raise ConfigError(f"--batch must be at least 1, got {args.batch}")
     runtime.set_device(args.device)
     options = dict(metrics=args.metrics, n=args.n, seed=args.seed, batch=args.batch,
                    inception=args.inception, cache_dir=args.cache_dir, progress=True)
@@ -68,12 +62,9 @@ def main(args):
     trained = load_trained(args.checkpoint, ema=not args.no_ema)
     result = metrics.evaluate(trained, args.lmdb, **options)
     print(table(result))
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "checkpoint": trained.checkpoint,
-              "step": trained.run_step, "lmdb": str(Path(args.lmdb).resolve()), "seed": args.seed,
-              "ema": not args.no_ema, **result}
-    log = checkpoint.resolve(args.checkpoint).parent / METRICS_FILE
-    with open(log, "a") as stream:
-        stream.write(json.dumps(record) + "\n")
+    record = {"step": trained.run_step, "checkpoint": trained.checkpoint, "ema": not args.no_ema,
+              "lmdb": str(Path(args.lmdb).resolve()), "seed": args.seed, **result}
+    log = metrics.append_record(Path(trained.checkpoint).parent, record)
     print(f"appended to {log}")
 
 
