@@ -35,6 +35,7 @@ ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")
 STYLEGAN_SIZES = (8, 16, 32, 64)
 DCGAN_SIZES = (32, 64)
 QUICK = {"batch": 8, "repeats": 7, "warmup": 2, "sizes": (32,), "stylegan_sizes": (8, 16, 32)}
+NO_MIXING = 10 ** 6     # a style-mixing crossover beyond every layer (as jgan.training's)
 SYNTHETIC_BATCHES = 4   # distinct image batches each side cycles through
 ANSWER_FD = "BENCH_ANSWER_FD"   # workers answer on this descriptor: their stdout is the frameworks'
 
@@ -96,8 +97,8 @@ class TorchIteration:
             self.generator_ema = copy.deepcopy(self.generator).eval()
             for param in self.generator_ema.parameters():
                 param.requires_grad_(False)
-        self.optimizer_g = self.optimizer(self.generator_groups(optim), optim)
-        self.optimizer_d = self.optimizer(self.discriminator.parameters(), optim)
+        self.optimizer_g = self.optimizer(self.generator_groups(optim), optim, optim["lr_g"])
+        self.optimizer_d = self.optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
 
     def generator_groups(self, optim):
         """rosinality's groups: the mapping network at lr * lr_mlp (0.01), the rest at lr."""
@@ -107,11 +108,11 @@ class TorchIteration:
         return [{"params": list(self.generator.generator.parameters()), "lr": optim["lr_g"]},
                 {"params": list(self.generator.style.parameters()), "lr": optim["lr_g"] * lr_mlp}]
 
-    def optimizer(self, params, optim):
+    def optimizer(self, params, optim, lr):
         if optim["name"] == "rmsprop":
-            return self.torch.optim.RMSprop(params, optim["lr_d"], eps=optim.get("eps", 1e-8),
+            return self.torch.optim.RMSprop(params, lr, eps=optim.get("eps", 1e-8),
                                             alpha=optim.get("alpha", 0.99))
-        return self.torch.optim.Adam(params, optim["lr_d"], betas=tuple(optim["betas"]))
+        return self.torch.optim.Adam(params, lr, betas=tuple(optim["betas"]))
 
     def generate(self, batch, step, alpha):
         torch = self.torch
@@ -121,7 +122,7 @@ class TorchIteration:
                        for _ in range(2)) for i in range(step + 1)]
         z = [torch.randn(batch, self.latent, device=self.device) for _ in range(2)]
         mixes = step > 0 and float(torch.rand(())) < self.mixing
-        crossover = int(torch.randint(1, step + 1, ())) if mixes else 10 ** 6
+        crossover = int(torch.randint(1, step + 1, ())) if mixes else NO_MIXING
         return self.generator(z, noise, step, alpha, crossover=crossover)
 
     def critic(self, step, alpha):
@@ -330,9 +331,12 @@ def format_row(row):
 
 
 def header():
-    widths = [len(fmt.format(0 if "d" in fmt or "f" in fmt else "")) for _, fmt, _ in COLUMNS]
-    names = [title.rjust(w) if i else title.ljust(w) for i, ((_, _, title), w) in enumerate(zip(COLUMNS, widths))]
-    return " ".join(names)
+    """Column titles, aligned as format_row aligns the values (left for text, right for numbers)."""
+    titles = []
+    for _, fmt, title in COLUMNS:
+        width = int(fmt.strip("{}:<>").rstrip("fd").split(".")[0])
+        titles.append(title.ljust(width) if "<" in fmt else title.rjust(width))
+    return " ".join(titles)
 
 
 def rows_of(args):
@@ -354,7 +358,8 @@ def build_parser():
                              f"the DCGAN family {DCGAN_SIZES})")
     parser.add_argument("--batch", type=int, help="batch of every row (default: the presets', "
                         f"{QUICK['batch']} with --quick)")
-    parser.add_argument("--repeats", type=int, help=f"timed iterations per side (default 10, {QUICK['repeats']} with --quick)")
+    parser.add_argument("--repeats", type=int,
+                        help=f"timed iterations per side (default 10, {QUICK['repeats']} with --quick)")
     parser.add_argument("--warmup", type=int, help="untimed first iterations per side (default 2)")
     parser.add_argument("--check", type=int, default=2,
                         help="jgan iterations after the timed ones that count recompiles")
