@@ -26,12 +26,12 @@ def build_parser():
     parser.add_argument("--real-vs-real", action="store_true",
                         help="compare two disjoint halves of the LMDB instead of a generator (baseline)")
     parser.add_argument("--size", type=int,
-                        help="resolution for --real-vs-real (default: the LMDB's largest)")
+                        help="resolution for --real-vs-real; if not given, the LMDB's largest")
     parser.add_argument("--inception", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
-                                            "(or .npz); default: $JGAN_INCEPTION")
+                                            "(or .npz); if not given, $JGAN_INCEPTION")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents and of SWD's draws")
     parser.add_argument("--batch", type=int, default=16, help="images per Inception batch")
-    parser.add_argument("--cache-dir", help="where real-image features are cached (default: ~/.cache/jgan/metrics)")
+    parser.add_argument("--cache-dir", help="where real-image features are cached; if not given, ~/.cache/jgan/metrics")
     parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return parser
