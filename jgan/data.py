@@ -16,6 +16,7 @@ import struct
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -245,16 +246,23 @@ class LMDBWriter:
         self.env.close()
 
 
-def encoded_images(source, names, encode, n_worker):
-    """(name, result of `encode`) for every name in order, decoded by `n_worker` processes."""
-    paths = [source / name for name in names]
+@contextmanager
+def parallel_map(n_worker):
+    """`map`, or with n_worker > 1 the ordered `imap` of a pool of forked worker processes.
+
+    Ctrl-C reaches the whole process group; the workers never see it (SIGINT stays blocked in
+    them from the fork on), and the main process, which does, ends the pool on the way out.
+    """
     if n_worker == 1:
-        yield from zip(names, map(encode, paths))
+        yield map
         return
-    # Ctrl-C reaches the whole process group: the workers ignore it, the main process cleans up.
-    ignore_interrupts = partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
-    with multiprocessing.get_context("fork").Pool(n_worker, initializer=ignore_interrupts) as pool:
-        yield from zip(names, pool.imap(encode, paths, chunksize=8))
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with multiprocessing.get_context("fork").Pool(n_worker) as pool:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+            yield partial(pool.imap, chunksize=8)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
 
 
 def write_lmdb(path, results, meta):
@@ -298,6 +306,14 @@ def publish(temporary, out):
     shutil.rmtree(old)
 
 
+def lmdb_meta(source, sizes, image_format, quality):
+    meta = {"sizes": list(sizes), "encoding": image_format, "source": str(source.resolve()),
+            "jgan_version": __version__}
+    if image_format == "jpeg":
+        meta["quality"] = quality
+    return meta
+
+
 def prepare_lmdb(source, out, sizes=DEFAULT_SIZES, image_format="png", quality=95, n_worker=1,
                  force=False, progress=True):
     """Writes every image under `source` at every size to the LMDB `out`; returns a PrepareSummary.
@@ -324,13 +340,12 @@ def prepare_lmdb(source, out, sizes=DEFAULT_SIZES, image_format="png", quality=9
     temporary.mkdir()  # not mkdtemp, whose folder only its owner could read once renamed to `out`
     try:
         encode = partial(encode_file, sizes=sizes, image_format=image_format, quality=quality)
-        results = tqdm(encoded_images(source, list(short_sides), encode, n_worker),
-                       total=len(short_sides), disable=not progress, desc="prepare", unit="img")
-        meta = {"sizes": list(sizes), "encoding": image_format, "source": str(source.resolve()),
-                "jgan_version": __version__}
-        if image_format == "jpeg":
-            meta["quality"] = quality
-        count, upscaled, unreadable = write_lmdb(temporary, results, meta)
+        readable = list(short_sides)
+        with parallel_map(n_worker) as mapper:
+            results = tqdm(zip(readable, mapper(encode, [source / name for name in readable])),
+                           total=len(readable), disable=not progress, desc="prepare", unit="img")
+            meta = lmdb_meta(source, sizes, image_format, quality)
+            count, upscaled, unreadable = write_lmdb(temporary, results, meta)
         skipped = sorted(skipped + unreadable)
         if count == 0:
             raise no_usable_images(source, skipped, ignored)
@@ -433,9 +448,12 @@ class ImageDataset(jt.dataset.Dataset):
             self.images, self.opened_by = LMDBImages(self.path), os.getpid()
         return self.images
 
-    def __getitem__(self, index):
-        pixels = self.open_images().image(self.size, index)
-        if self.flip and random.random() < 0.5:
+    def __getitem__(self, key):
+        """Image `key`; a key of `length + i` is image i mirrored (how a StreamSampler asks for flips)."""
+        images = self.open_images()
+        mirrored, index = divmod(key, images.length)
+        pixels = images.image(self.size, index)
+        if mirrored or (self.flip and random.random() < 0.5):
             pixels = pixels[:, ::-1]
         return pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1)
 
@@ -459,3 +477,51 @@ def make_loader(path, size, batch_size, shuffle=True, flip=True, num_workers=0, 
     # Jittor seeds every dataset's shuffle with 1, so each new loader would repeat the same order.
     dataset._shuffle_rng = np.random.default_rng(np.random.randint(2 ** 31))
     return dataset
+
+
+class StreamSampler:
+    """The images a training run is shown, as a pure function of (seed, images shown so far).
+
+    Epoch e is a permutation drawn from (seed, e), and each image of it is mirrored or not by a
+    coin drawn with it; epochs follow each other without a gap. Jittor's loader asks a sampler for
+    one index list per pass: each pass continues where the last ended, so a run resumed at `start`
+    images sees exactly what the uninterrupted run would have seen."""
+
+    def __init__(self, count, seed, start=0, flip=True, pass_length=4096):
+        self.count, self.seed, self.position, self.flip = count, seed, start, flip
+        self.pass_length = pass_length
+
+    def epoch(self, number):
+        rng = np.random.RandomState([self.seed % 2 ** 31, number % 2 ** 31])
+        order = rng.permutation(self.count)
+        mirrored = rng.rand(self.count) < 0.5 if self.flip else np.zeros(self.count, bool)
+        return order + self.count * mirrored
+
+    def take(self, start, length):
+        """`length` keys of the stream from position `start`."""
+        keys = []
+        number, offset = divmod(start, self.count)
+        while len(keys) < length:
+            keys.extend(self.epoch(number)[offset:offset + length - len(keys)].tolist())
+            number, offset = number + 1, 0
+        return keys
+
+    def __iter__(self):
+        keys = self.take(self.position, self.pass_length)
+        self.position += self.pass_length
+        return iter(keys)
+
+    def __len__(self):
+        return self.pass_length
+
+
+def training_stream(path, size, batch_size, seed, start=0, flip=True, num_workers=0):
+    """Endless batches of the `size` px images in StreamSampler order from image `start` on.
+
+    A new loader (and new workers) each call: call it again when the resolution or batch changes."""
+    loader = make_loader(path, size, batch_size, shuffle=False, flip=False, num_workers=num_workers)
+    passes = max(1, 4096 // batch_size)
+    loader.sampler = StreamSampler(loader.total_len, seed, start, flip, pass_length=passes * batch_size)
+    while True:
+        yield from loader
+

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from jgan import checkpoint as ckpt
 from jgan.config import save_config
-from jgan.data import make_loader
+from jgan.data import training_stream
 from jgan.errors import CheckpointError, ConfigError, JganError
 from jgan.losses import build_loss
 from jgan.networks import build_networks, latent_dim
@@ -54,12 +54,6 @@ def accumulate(ema, model, decay):
             var.update(source.detach())
 
 
-def endless(loader):
-    while True:
-        for batch in loader:
-            yield batch[0] if isinstance(batch, (list, tuple)) else batch
-
-
 class Trainer:
     """Trains one run: builds the networks, loss, optimisers and schedule from a configuration."""
 
@@ -69,6 +63,7 @@ class Trainer:
         self.arch, self.train_cfg = config["arch"], config["train"]
         self.progress, self.nan_policy, self.skipped_steps = progress, nan_policy, 0
         self.schedule = build_schedule(config)
+        jt.set_global_seed(self.train_cfg["seed"])  # the initial weights too follow --seed
         self.generator, self.discriminator = build_networks(self.arch, config["model"])
         self.generator_ema = None
         if self.train_cfg["ema"] > 0:
@@ -221,9 +216,10 @@ class Trainer:
         key = (phase.size, phase.batch)
         if key != self.loader_key:
             self.loader_key = key
-            self.batch_iterator = endless(make_loader(self.data_path, phase.size, phase.batch,
-                                                      flip=self.train_cfg["flip"],
-                                                      num_workers=self.train_cfg["num_workers"]))
+            self.batch_iterator = training_stream(self.data_path, phase.size, phase.batch,
+                                                  self.train_cfg["seed"], start=self.images,
+                                                  flip=self.train_cfg["flip"],
+                                                  num_workers=self.train_cfg["num_workers"])
         return self.batch_iterator
 
     def set_learning_rate(self, phase):
