@@ -324,14 +324,33 @@ def test_cli_ctrl_c_removes_the_temporary_lmdb_and_exits_130(image_folder, tmp_p
     process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        while not list(tmp_path.glob(".out.*.partial")) and process.poll() is None:
-            time.sleep(0.02)
+        while not written(tmp_path.glob(".out.*.partial/data.mdb")) and process.poll() is None:
+            time.sleep(0.02)  # until images are being written, the worker pool running
         os.killpg(process.pid, signal.SIGINT)
         stderr = process.communicate(timeout=60)[1]
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGTERM)  # not SIGKILL: Jittor would end pytest too
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "prepare_data.py: interrupted; out is unchanged", stderr
     assert "Traceback" not in stderr
     assert leftovers(tmp_path, keep={"images"}) == []
+    time.sleep(0.5)
+    assert live_processes(process.pid) == [], "no worker process may be left behind"
+
+
+def written(data_files, at_least=32 * 1024):
+    return any(path.stat().st_size >= at_least for path in data_files)
+
+
+def live_processes(group):
+    """The pids of the running (not zombie) processes of a process group, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:
+            continue
+        if int(pgrp) == group and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
