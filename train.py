@@ -42,6 +42,9 @@ def build_parser():
     shared.add_argument("--sample-every", type=int, help="write a fixed-noise sample grid every N steps")
     shared.add_argument("--ckpt-every", type=int, help="write a checkpoint every N steps")
     shared.add_argument("--log-every", type=int, help="log losses every N steps")
+    shared.add_argument("--metrics", help="metrics to evaluate during training, e.g. swd (see scripts/evaluate.py)")
+    shared.add_argument("--metrics-every", type=int, help="evaluate the metrics every N steps")
+    shared.add_argument("--metrics-n", type=int, help="images per evaluation")
     grow = parser.add_argument_group("StyleGAN (default: from the config)")
     grow.add_argument("--init-size", type=int, help="first resolution of progressive growing")
     grow.add_argument("--max-size", type=int, help="final resolution of progressive growing")
@@ -60,7 +63,8 @@ def flag_overrides(args):
         ("train", "n_critic"): args.n_critic, ("train", "ema"): args.ema,
         ("train", "seed"): args.seed, ("train", "num_workers"): args.workers,
         ("train", "sample_every"): args.sample_every, ("train", "ckpt_every"): args.ckpt_every,
-        ("train", "log_every"): args.log_every,
+        ("train", "log_every"): args.log_every, ("train", "metrics"): args.metrics,
+        ("train", "metrics_every"): args.metrics_every, ("train", "metrics_n"): args.metrics_n,
         ("optim", "lr_g"): args.lr, ("optim", "lr_d"): args.lr,
         ("progressive" if stylegan else "model", "max_size" if stylegan else "size"): args.size,
         ("progressive", "init_size"): args.init_size, ("progressive", "max_size"): args.max_size,

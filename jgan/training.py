@@ -70,6 +70,9 @@ class Trainer:
             self.generator_ema, _ = build_networks(self.arch, config["model"])
             copy_weights(self.generator, self.generator_ema)
             self.generator_ema.eval()
+        if self.train_cfg["metrics"]:
+            from jgan.metrics import check_metrics
+            check_metrics(self.train_cfg["metrics"], self.train_cfg["metrics_n"])
         self.loss = build_loss(**config["loss"])
         optim = config["optim"]
         self.optimizer_g = build_optimizer(self.generator.parameters(), optim, optim["lr_g"])
@@ -207,6 +210,22 @@ class Trainer:
         return save_grid(images, self.sample_dir / f"{self.step:07d}.png",
                          nrow=int(math.sqrt(len(self.fixed_z))))
 
+    def evaluate(self, phase):
+        """Quality metrics of the (EMA) generator against the data, appended to metrics.jsonl."""
+        from jgan import metrics
+        from jgan.generation import TrainedGenerator
+        generator = self.generator_ema or self.generator
+        generator.eval()
+        trained = TrainedGenerator(generator, self.arch, self.latent, phase.step,
+                                   self.phase_inputs(phase).get("alpha", 1.0))
+        result = metrics.evaluate(trained, self.data_path, metrics=self.train_cfg["metrics"].split(","),
+                                  n=self.train_cfg["metrics_n"], seed=0)
+        if generator is self.generator:
+            generator.train()
+        metrics.append_record(self.run_dir, {"step": self.step, "images": self.images, **result})
+        plot_log(self.run_dir / "metrics.jsonl", self.run_dir / "metrics.png")
+        return result
+
     def log(self, record):
         with open(self.run_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -263,6 +282,8 @@ class Trainer:
                 if self.step % every["sample_every"] == 0 or self.step == iters:
                     self.sample(phase)
                     plot_log(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
+                if every["metrics"] and every["metrics_every"] and self.step % every["metrics_every"] == 0:
+                    self.evaluate(phase)
                 if self.step % every["ckpt_every"] == 0 or self.step == iters:
                     self.save()
         except KeyboardInterrupt:

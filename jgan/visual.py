@@ -112,6 +112,7 @@ def plot_log(log_path, png_path, x_key="step"):
     series = {}
     for record in read_log(log_path):
         for key, value in record.items():
-            if key != x_key and isinstance(value, (int, float)) and key not in ("images", "size", "alpha", "seconds"):
+            if key != x_key and isinstance(value, (int, float)) and not key.endswith("seconds") \
+                    and key not in ("images", "size", "alpha", "n_real", "n_fake", "swd_images"):
                 series.setdefault(key, []).append((record[x_key], float(value)))
-    return plot_series(series, png_path, title=f"losses by {x_key}")
+    return plot_series(series, png_path, title=f"{Path(log_path).stem} by {x_key}")

@@ -124,3 +124,16 @@ def test_stylegan_figures_refuse_a_dcgan_checkpoint(tiny_lmdb, tmp_path):
     assert result.returncode == 2 and "needs a StyleGAN checkpoint" in result.stderr
     result = run_script("generate.py", "--mixing", cwd=tmp_path)
     assert result.returncode == 2 and "no stylegan run found" in result.stderr
+
+
+def test_metrics_during_training_are_logged_and_plotted(tiny_lmdb, tmp_path):
+    ok(run_script("train.py", tiny_lmdb, "--arch", "dcgan", "--iters", 4, "--name", "m", "--metrics", "swd",
+                  "--metrics-every", 2, "--metrics-n", 16, *SMALL, cwd=tmp_path))
+    run_dir = tmp_path / "checkpoint" / "m"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(r["swd"] > 0 and "swd_32" in r and "swd_16" in r for r in records)
+    assert (run_dir / "metrics.png").is_file()
+    bad = run_script("train.py", tiny_lmdb, "--arch", "dcgan", "--iters", 1, "--name", "m2", "--metrics", "ssim",
+                     *SMALL, cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown metric ssim" in bad.stderr
