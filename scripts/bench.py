@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")
 STYLEGAN_SIZES = (8, 16, 32, 64)
 DCGAN_SIZES = (32, 64)
-QUICK = {"batch": 8, "repeats": 7, "warmup": 2, "sizes": (32,), "stylegan_sizes": (8, 16, 32)}
+QUICK = {"batch": 8, "repeats": 5, "warmup": 2, "sizes": (32,), "stylegan_sizes": (8, 16, 32)}
 NO_MIXING = 10 ** 6     # a style-mixing crossover beyond every layer (as jgan.training's)
 SYNTHETIC_BATCHES = 4   # distinct image batches each side cycles through
 ANSWER_FD = "BENCH_ANSWER_FD"   # workers answer on this descriptor: their stdout is the frameworks'
@@ -306,6 +306,7 @@ def bench_row(arch, size, args):
     return {"arch": arch, "size": size, "batch": ready["batch"], "n_critic": ready["n_critic"],
             "alpha": round(ready["alpha"], 4), "device": ready["device"], "threads": args.threads,
             "tiny": args.tiny, "data": "synthetic", "repeats": args.repeats,
+            "load_average": os.getloadavg()[0],
             "jgan_s": jgan_s, "torch_s": torch_s, "speedup": torch_s / jgan_s,
             "jgan_min_s": min(times["jgan"]), "torch_min_s": min(times["torch"]),
             "jgan_times": times["jgan"], "torch_times": times["torch"],
@@ -388,6 +389,11 @@ def main(argv=None):
         sys.exit("bench: --repeats and --threads must be at least 1, --warmup and --check at least 0")
     print(f"bench: {args.threads} threads per framework, synthetic images, median of "
           f"{args.repeats} iterations after {args.warmup} warm-up ones", file=sys.stderr)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"bench: the load average is already {load:.1f} on {os.cpu_count()} cores; other processes "
+              f"slow both sides unevenly (--threads 1 suffers least), so read the times as indicative",
+              file=sys.stderr)
     print(header(), flush=True)
     rows = []
     for arch, size in rows_of(args):
