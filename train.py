@@ -92,11 +92,13 @@ def main(args):
     import copy
     from pathlib import Path
 
+    import jittor as jt
+
     import jgan
     from jgan import checkpoint, runtime
     from jgan.config import PROGRESSIVE_ARCHS, check_arch, load_config, merge, preset_name, read_yaml
     from jgan.errors import ConfigError
-    from jgan.training import Trainer
+    from jgan.training import Trainer, is_main_process
 
     check_arch(args.arch)
     device = runtime.set_device(args.device)
@@ -127,16 +129,18 @@ def main(args):
         raise ConfigError(f"run {run_dir} is a {config['arch']} run, not {args.arch}; "
                           f"pass --arch {config['arch']}")
     preset = preset_name(args.arch, device == "cuda") if args.config is None else args.config
-    print(f"train: {args.arch} (config {preset}), run {name}, device {device}, "
-          f"jgan {jgan.__version__}", file=sys.stderr)
+    say = print if is_main_process() else (lambda *a, **k: None)
+    ranks = f", {jt.world_size} MPI ranks" if jt.in_mpi else ""
+    say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}, "
+        f"jgan {jgan.__version__}", file=sys.stderr)
     trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,
                       progress=not args.no_progress, nan_policy=args.nan_policy)
     if document is not None:
         trainer.restore(document)
-        print(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
+        say(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
     seconds = None if args.minutes is None else args.minutes * 60
     path = trainer.train(config["train"]["iters"], seconds)
-    print(f"train: done, step {trainer.step}; checkpoint {path}, samples in {trainer.sample_dir}")
+    say(f"train: done, step {trainer.step}; checkpoint {path}, samples in {trainer.sample_dir}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,16 @@ NO_MIXING = 10 ** 6  # a crossover beyond every layer: the first latent styles t
 W_AVG_DECAY = 0.995  # running average of the mapping output, the centre of truncation (Karras et al.)
 
 
+def is_main_process():
+    """True except on the MPI ranks other than 0, which train but write nothing."""
+    return not jt.in_mpi or jt.rank == 0
+
+
+def mean_over_ranks(var):
+    """The mean of a Var over the MPI ranks (the Var itself without MPI)."""
+    return var.mpi_all_reduce("mean") if jt.in_mpi else var
+
+
 class TrainingDiverged(JganError):
     """A loss became NaN or infinite."""
 
@@ -61,9 +71,11 @@ class Trainer:
         self.config, self.data_path = config, data_path
         self.run_dir, self.sample_dir = Path(run_dir), Path(sample_dir)
         self.arch, self.train_cfg = config["arch"], config["train"]
-        self.progress, self.nan_policy, self.skipped_steps = progress, nan_policy, 0
+        self.progress, self.nan_policy, self.skipped_steps = progress and is_main_process(), nan_policy, 0
+        self.world = jt.world_size if jt.in_mpi else 1
         self.schedule = build_schedule(config)
-        jt.set_global_seed(self.train_cfg["seed"])  # the initial weights too follow --seed
+        # The initial weights follow --seed, identically on every MPI rank.
+        jt.set_global_seed(self.train_cfg["seed"], different_seed_for_mpi=False)
         self.generator, self.discriminator = build_networks(self.arch, config["model"])
         self.generator_ema = None
         if self.train_cfg["ema"] > 0:
@@ -118,13 +130,29 @@ class Trainer:
         self.fixed_z = document["fixed_z"]
 
     def save(self):
-        """Write a checkpoint; a failed write (disk full) keeps the previous one and says so."""
+        """Write a checkpoint (MPI rank 0 only); a failed write (disk full) keeps the previous one."""
+        checksums = self.rank_checksums()
+        if not is_main_process():
+            return ckpt.checkpoint_path(self.run_dir, self.step)
+        if len(set(checksums)) > 1:
+            raise CheckpointError(f"the MPI ranks hold different weights at step {self.step} "
+                                  f"(parameter sums {checksums}); the last checkpoint is kept")
         try:
-            return ckpt.save_checkpoint(self.run_dir, self.step, self.payload())
+            return ckpt.save_checkpoint(self.run_dir, self.step, {**self.payload(), "rank_checksums": checksums})
         except OSError as error:
             raise CheckpointError(f"could not write the step-{self.step} checkpoint to {self.run_dir} "
                                   f"({error.strerror or error}); the previous checkpoint is kept: "
                                   f"free some space and continue with --resume") from None
+
+    def rank_checksums(self):
+        """The sum of every weight (G, D and EMA G) on each MPI rank, gathered on every rank."""
+        modules = [m for m in (self.generator, self.discriminator, self.generator_ema) if m is not None]
+        total = sum(float(var.float64().sum().item()) for m in modules for var in m.state_dict().values())
+        if not jt.in_mpi:
+            return [total]
+        slots = np.zeros(self.world)
+        slots[jt.rank] = total
+        return [float(v) for v in jt.array(slots).mpi_all_reduce("add").numpy()]
 
     # ----- one iteration ---------------------------------------------------------------------
     def phase_inputs(self, phase):
@@ -140,22 +168,23 @@ class Trainer:
             return (jt.randn(batch, self.latent),), {}
         crossover = self.rng.randint(1, max(1, phase.step) + 1) if self.rng.rand() < mixing else NO_MIXING
         z = [jt.randn(batch, self.latent), jt.randn(batch, self.latent)]
-        return (z,), {"crossover": jt.array(np.int32(crossover))}
+        return (z,), {"crossover": jt.array(np.float32(crossover))}
 
     def generate(self, generator, batch, phase, inputs):
         args, mixing = self.latents(batch, phase)
         return generator(*args, **inputs, **mixing)
 
     def seed_iteration(self):
-        """Seed every random draw of this iteration from (seed, step), so a resumed run draws the
-        same numbers as an uninterrupted one."""
-        seed = (self.train_cfg["seed"] * 1_000_003 + self.step) % 2 ** 31
+        """Seed every random draw of this iteration from (seed, step, MPI rank), so a resumed run
+        draws the same numbers as an uninterrupted one."""
+        rank = jt.rank if jt.in_mpi else 0
+        seed = (self.train_cfg["seed"] * 1_000_003 + self.step * 7919 + rank) % 2 ** 31
         jt.set_seed(seed)
         self.rng = np.random.RandomState(seed)
 
     def optimizer_step(self, optimizer, loss, name):
         """Apply one update, unless the loss is not finite: then stop, or skip it (--nan-policy)."""
-        value = float(loss.item())
+        value = float(mean_over_ranks(loss.detach()).item())  # every rank takes the same decision
         if math.isfinite(value):
             optimizer.step(loss)
             return
@@ -181,12 +210,12 @@ class Trainer:
             d_loss, d_terms = self.loss.discriminator_loss(critic, real, fake)
             self.optimizer_step(self.optimizer_d, d_loss, "discriminator")
             self.loss.after_discriminator_step(self.discriminator)
-            self.images += real.shape[0]
+            self.images += phase.batch  # the global batch: under MPI each rank holds a share
             terms.update({"d_loss": d_loss, **d_terms})
-        fake = self.generate(self.generator, phase.batch, phase, inputs)
+        fake = self.generate(self.generator, phase.batch // self.world, phase, inputs)
         g_loss, g_terms = self.loss.generator_loss(critic, fake)
         self.optimizer_step(self.optimizer_g, g_loss, "generator")
-        self.track_average_latent(phase.batch)
+        self.track_average_latent(phase.batch // self.world)
         if self.generator_ema is not None:
             accumulate(self.generator_ema, self.generator, self.train_cfg["ema"])
         self.step += 1
@@ -198,9 +227,13 @@ class Trainer:
         if hasattr(self.generator, "update_w_avg"):
             with jt.no_grad():
                 self.generator.update_w_avg(self.generator.style(jt.randn(batch, self.latent)), W_AVG_DECAY)
+                if jt.in_mpi:
+                    self.generator.w_avg.update(mean_over_ranks(self.generator.w_avg).stop_grad())
 
     # ----- outputs ---------------------------------------------------------------------------
     def sample(self, phase):
+        if not is_main_process():
+            return None
         generator = self.generator_ema or self.generator
         generator.eval()
         with jt.no_grad():
@@ -211,7 +244,10 @@ class Trainer:
                          nrow=int(math.sqrt(len(self.fixed_z))))
 
     def evaluate(self, phase):
-        """Quality metrics of the (EMA) generator against the data, appended to metrics.jsonl."""
+        """Quality metrics of the (EMA) generator against the data, appended to metrics.jsonl
+        (on MPI rank 0, over all the images asked for)."""
+        if not is_main_process():
+            return None
         from jgan import metrics
         from jgan.generation import TrainedGenerator
         generator = self.generator_ema or self.generator
@@ -227,12 +263,17 @@ class Trainer:
         return result
 
     def log(self, record):
+        if not is_main_process():
+            return
         with open(self.run_dir / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def batches(self, phase):
         """The batch iterator for this phase; rebuilt (new workers) when the size or batch changes."""
         key = (phase.size, phase.batch)
+        if phase.batch % self.world:
+            raise ConfigError(f"the batch of {phase.batch} images at {phase.size} px cannot be split "
+                              f"over {self.world} MPI ranks; use a batch divisible by {self.world}")
         if key != self.loader_key:
             self.loader_key = key
             self.batch_iterator = training_stream(self.data_path, phase.size, phase.batch,
@@ -249,10 +290,11 @@ class Trainer:
     def train(self, iters, seconds=None):
         """Train until `iters` generator steps have been done in total, or for `seconds` at most."""
         self.batches(self.schedule.phase(self.images))  # checks the data before anything is written
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.sample_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_stale_temporaries(self.run_dir)
-        save_config(self.config, self.run_dir / "config.yaml")
+        if is_main_process():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.sample_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(self.run_dir)
+            save_config(self.config, self.run_dir / "config.yaml")
         self.generator.train()
         self.discriminator.train()
         every = self.train_cfg
@@ -262,7 +304,7 @@ class Trainer:
         started = time.time()
         try:
             while self.step < iters:
-                if seconds is not None and time.time() - started > seconds:
+                if seconds is not None and self.time_is_up(time.time() - started > seconds):
                     break
                 phase = self.schedule.phase(self.images)
                 if last_index is not None and phase.index != last_index:
@@ -272,7 +314,7 @@ class Trainer:
                 terms = self.iteration(self.batches(phase), phase)
                 bar.update(1)
                 if self.step % every["log_every"] == 0 or self.step == iters:
-                    values = {k: float(v.item()) for k, v in terms.items()}
+                    values = {k: float(mean_over_ranks(v.detach()).item()) for k, v in terms.items()}
                     record = {"step": self.step, "images": self.images, "size": phase.size,
                               "alpha": round(phase.alpha, 4), **values,
                               **({"skipped": self.skipped_steps} if self.skipped_steps else {}),
@@ -281,7 +323,8 @@ class Trainer:
                     bar.set_postfix_str(self.status(phase, values))
                 if self.step % every["sample_every"] == 0 or self.step == iters:
                     self.sample(phase)
-                    plot_log(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
+                    if is_main_process():
+                        plot_log(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
                 if every["metrics"] and every["metrics_every"] and self.step % every["metrics_every"] == 0:
                     self.evaluate(phase)
                 if self.step % every["ckpt_every"] == 0 or self.step == iters:
@@ -291,10 +334,16 @@ class Trainer:
             path = self.save()
             raise KeyboardInterrupt(f"saved {path} at step {self.step}") from None
         bar.close()
-        if not ckpt.checkpoint_path(self.run_dir, self.step).exists():
+        if self.step % every["ckpt_every"] and self.step != iters:  # stopped early: by the clock
             self.sample(self.schedule.phase(self.images))
             self.save()
         return ckpt.checkpoint_path(self.run_dir, self.step)
+
+    def time_is_up(self, here):
+        """Whether to stop for the time limit: under MPI, when rank 0's clock says so."""
+        if not jt.in_mpi:
+            return here
+        return bool(jt.array([float(here) if jt.rank == 0 else 0.0]).mpi_all_reduce("add").item() > 0)
 
     @staticmethod
     def status(phase, values):
