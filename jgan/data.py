@@ -522,6 +522,10 @@ def training_stream(path, size, batch_size, seed, start=0, flip=True, num_worker
     loader = make_loader(path, size, batch_size, shuffle=False, flip=False, num_workers=num_workers)
     passes = max(1, 4096 // batch_size)
     loader.sampler = StreamSampler(loader.total_len, seed, start, flip, pass_length=passes * batch_size)
+    return _forever(loader)
+
+
+def _forever(loader):
     while True:
         yield from loader
 

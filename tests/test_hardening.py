@@ -102,7 +102,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lmdb,
     from jgan.training import TrainingDiverged
     trainer = tiny_trainer(tiny_lmdb, tmp_path)
     poison_discriminator_loss(trainer, from_step=3)
-    with pytest.raises(TrainingDiverged, match="discriminator loss is nan at step 3; the last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match="discriminator loss is not finite at step 3; the last good checkpoint"):
         trainer.train(10)
     assert ckpt.load_checkpoint(tmp_path / "run")["step"] == 2
     assert [p.name for p in ckpt.numbered_checkpoints(tmp_path / "run")] == ["0000002.jgan"]
