@@ -372,8 +372,50 @@ def build_parser():
                         help=f"batch {QUICK['batch']}, {QUICK['repeats']} repeats, 32 px for the DCGAN "
                              f"family and {QUICK['stylegan_sizes']} px for StyleGAN")
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
+    parser.add_argument("--mpi", action="store_true",
+                        help="instead: train.py under mpirun with 1 and 2 ranks at the same global batch "
+                             "(s/iter and efficiency; needs --lmdb)")
+    parser.add_argument("--lmdb", default="lmdb", help="data for --mpi (made by prepare_data.py)")
     parser.add_argument("--worker", choices=("jgan", "torch"), help=argparse.SUPPRESS)
     return parser
+
+
+def mpi_seconds_per_iteration(arch, size, batch, ranks, args, folder):
+    """Median seconds per step of train.py under `mpirun -np ranks`, after the warm-up steps."""
+    iters = args.warmup + args.repeats
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    size_flag = "--max-size" if arch == "stylegan" else "--size"
+    extra = ["--phase", "1000000", "--init-size", str(size)] if arch == "stylegan" else []
+    command = ["mpirun", *root, "--oversubscribe", "-np", str(ranks), "-x", f"OMP_NUM_THREADS={max(1, args.threads // ranks)}",
+               sys.executable, str(ROOT / "train.py"), args.lmdb, "--arch", arch, size_flag, str(size), *extra,
+               "--batch", str(batch), "--iters", str(iters), "--name", f"mpi{ranks}", "--log-every", "1",
+               "--sample-every", str(10 ** 6), "--ckpt-every", str(10 ** 6), "--workers", "0", "--no-progress",
+               "--checkpoint-dir", str(folder / "checkpoint"), "--sample-dir", str(folder / "sample")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "mpirun failed")
+    log = [json.loads(line) for line in (folder / "checkpoint" / f"mpi{ranks}" / "log.jsonl").read_text().splitlines()]
+    times = [b["seconds"] - a["seconds"] for a, b in zip(log, log[1:])][args.warmup - 1:]
+    return statistics.median(times)
+
+
+def mpi_main(args):
+    """1 vs 2 MPI ranks at the same global batch: seconds per iteration and parallel efficiency."""
+    rows = []
+    print("arch       px batch  1 rank s  2 ranks s  speedup  efficiency")
+    for arch, size in rows_of(args):
+        batch = args.batch or 16
+        with tempfile.TemporaryDirectory() as folder:
+            one = mpi_seconds_per_iteration(arch, size, batch, 1, args, Path(folder))
+            two = mpi_seconds_per_iteration(arch, size, batch, 2, args, Path(folder))
+        row = {"arch": arch, "size": size, "batch": batch, "one_rank_s": one, "two_ranks_s": two,
+               "speedup": one / two, "efficiency": one / two / 2, "threads": args.threads}
+        rows.append(row)
+        print(f"{arch:10s} {size:3d} {batch:5d} {one:9.3f} {two:10.3f} {row['speedup']:8.2f} {row['efficiency']:11.2f}",
+              flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+    return 0 if rows else 1
 
 
 def main(argv=None):
@@ -387,6 +429,8 @@ def main(argv=None):
     args.stylegan_sizes = QUICK["stylegan_sizes"] if args.quick else STYLEGAN_SIZES
     if min(args.repeats, args.threads) < 1 or args.warmup < 0 or args.check < 0:
         sys.exit("bench: --repeats and --threads must be at least 1, --warmup and --check at least 0")
+    if args.mpi:
+        return mpi_main(args)
     print(f"bench: {args.threads} threads per framework, synthetic images, median of "
           f"{args.repeats} iterations after {args.warmup} warm-up ones", file=sys.stderr)
     load = os.getloadavg()[0]
