@@ -107,7 +107,23 @@ def fused_kernel(weight):
     return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
 
 
-class FusedUpsample(nn.Module):
+class FusedResample(nn.Module):
+    """The parameters of a fused resampling conv: weight ~ N(0, 1) scaled by c = sqrt(2 / fan_in)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding=0, transposed=False):
+        self.in_channels = in_channels
+        self.padding = padding
+        self.scale = he_constant(in_channels * kernel_size * kernel_size)
+        channels = (in_channels, out_channels) if transposed else (out_channels, in_channels)
+        self.weight = jt.array(np.random.randn(*channels, kernel_size, kernel_size).astype(np.float32))
+        self.bias = jt.zeros(out_channels)
+
+    def kernel(self, x):
+        check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
+        return fused_kernel(self.weight * self.scale)
+
+
+class FusedUpsample(FusedResample):
     """y = conv_transpose2d(x, fused_kernel(c W), stride 2) + b: upsampling and conv in one op.
 
     Away from the border this is (nearest x2 upsampling + conv) / 4: rosinality averages the four
@@ -115,34 +131,17 @@ class FusedUpsample(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, padding=0):
-        self.in_channels = in_channels
-        self.padding = padding
-        self.scale = he_constant(in_channels * kernel_size * kernel_size)
-        self.weight = jt.array(np.random.randn(in_channels, out_channels, kernel_size,
-                                               kernel_size).astype(np.float32))
-        self.bias = jt.zeros(out_channels)
+        super().__init__(in_channels, out_channels, kernel_size, padding, transposed=True)
 
     def execute(self, x):
-        check_shape("FusedUpsample input", x, (None, self.in_channels, None, None))
-        return nn.conv_transpose2d(x, fused_kernel(self.weight * self.scale), self.bias,
-                                   stride=2, padding=self.padding)
+        return nn.conv_transpose2d(x, self.kernel(x), self.bias, stride=2, padding=self.padding)
 
 
-class FusedDownsample(nn.Module):
+class FusedDownsample(FusedResample):
     """y = conv2d(x, fused_kernel(c W), stride 2) + b: conv and 2x2 average pooling in one op."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, padding=0):
-        self.in_channels = in_channels
-        self.padding = padding
-        self.scale = he_constant(in_channels * kernel_size * kernel_size)
-        self.weight = jt.array(np.random.randn(out_channels, in_channels, kernel_size,
-                                               kernel_size).astype(np.float32))
-        self.bias = jt.zeros(out_channels)
-
     def execute(self, x):
-        check_shape("FusedDownsample input", x, (None, self.in_channels, None, None))
-        return nn.conv2d(x, fused_kernel(self.weight * self.scale), self.bias,
-                         stride=2, padding=self.padding)
+        return nn.conv2d(x, self.kernel(x), self.bias, stride=2, padding=self.padding)
 
 
 class PixelNorm(nn.Module):
