@@ -28,7 +28,7 @@ train_or_resume demo-wganp --arch wganp --minutes "$MINUTES" \
   --set model.ngf=32 --set model.ndf=32 --batch 32 --sample-every 50 --ckpt-every 200
 python generate.py -g checkpoint/demo-wganp --walk
 
-echo "demo: training StyleGAN (CPU preset, 8 -> 64 px) for $MINUTES minutes"
-train_or_resume demo-stylegan --arch stylegan --minutes "$MINUTES"
+echo "demo: training StyleGAN (CPU preset, phases of 2,500 images so it grows 8 -> 32 px) for $MINUTES minutes"
+train_or_resume demo-stylegan --arch stylegan --minutes "$MINUTES" --phase 2500 --max-size 32 --sample-every 50
 python generate.py -g checkpoint/demo-stylegan --mixing --noise --interpolate
 echo "demo: figures are in results/, sample grids in sample/, checkpoints in checkpoint/"
