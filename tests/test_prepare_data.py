@@ -346,11 +346,11 @@ def written(data_files, at_least=32 * 1024):
 def live_processes(group):
     """The pids of the running (not zombie) processes of a process group, from /proc."""
     pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for status_file in Path("/proc").glob("[0-9]*/stat"):
         try:
-            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            state, _, pgrp = status_file.read_text().rsplit(")", 1)[1].split()[:3]
         except OSError:
             continue
         if int(pgrp) == group and state != "Z":
-            pids.append(int(stat.parent.name))
+            pids.append(int(status_file.parent.name))
     return pids
