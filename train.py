@@ -38,7 +38,7 @@ def build_parser():
     shared.add_argument("--lr", type=float, help="learning rate of both networks")
     shared.add_argument("--ema", type=float, help="EMA decay of the sample generator (0 = off)")
     shared.add_argument("--seed", type=int, help="random seed")
-    shared.add_argument("--workers", type=int, help="data loader worker processes")
+    shared.add_argument("--workers", type=int, help="data-loader threads that decode the next batches while the model trains")
     shared.add_argument("--sample-every", type=int, help="write a fixed-noise sample grid every N steps")
     shared.add_argument("--ckpt-every", type=int, help="write a checkpoint every N steps")
     shared.add_argument("--log-every", type=int, help="log losses every N steps")

@@ -1,4 +1,4 @@
-"""Images folder -> multi-resolution LMDB -> Jittor dataset.
+"""Images folder -> multi-resolution LMDB -> batches of Jittor Vars.
 
 The LMDB has the layout of rosinality/style-based-gan-pytorch, so either tool reads the other's:
     b"length"             -> the image count as a decimal string
@@ -9,16 +9,18 @@ import io
 import json
 import multiprocessing
 import os
-import random
 import shutil
 import signal
 import struct
 import tempfile
 import time
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain, repeat
 from pathlib import Path
 
 import jittor as jt
@@ -42,7 +44,6 @@ UNREADABLE = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.De
 INITIAL_MAP_SIZE = 64 * 2 ** 20  # bytes; doubled whenever the LMDB fills up
 WRITE_EVERY = 64  # images per write transaction
 SHOWN_SKIPPED = 5
-MIN_WORKER_BUFFER = 16 * 2 ** 20  # bytes of shared memory per loader worker (Jittor's default: 512 MiB)
 
 
 def image_key(size, index):
@@ -429,63 +430,92 @@ class LMDBImages:
             return np.asarray(image.convert("RGB"))
 
 
-class ImageDataset(jt.dataset.Dataset):
+class ImageDataset:
     """The images of one size of an LMDB as float32 CHW arrays in [-1, 1].
 
-    The LMDB is opened again in each process that reads it (a loader worker is forked from the
-    main process), because an LMDB environment must not be used across a fork.
+    Key `i` is image i; key `length + i` is image i mirrored (how a StreamSampler asks for flips).
     """
 
-    def __init__(self, path, size, flip=True, **loader_kwargs):
-        super().__init__()
-        self.images, self.opened_by = LMDBImages(path), os.getpid()
+    def __init__(self, path, size):
+        self.images = LMDBImages(path)
         self.images.check_size(size)
-        self.path, self.size, self.flip = str(path), size, flip
-        self.set_attrs(total_len=self.images.length, **loader_kwargs)
+        self.path, self.size = str(path), size
 
-    def open_images(self):
-        if self.opened_by != os.getpid():
-            self.images, self.opened_by = LMDBImages(self.path), os.getpid()
-        return self.images
+    def __len__(self):
+        return self.images.length
 
     def __getitem__(self, key):
-        """Image `key`; a key of `length + i` is image i mirrored (how a StreamSampler asks for flips)."""
-        images = self.open_images()
-        mirrored, index = divmod(key, images.length)
-        pixels = images.image(self.size, index)
-        if mirrored or (self.flip and random.random() < 0.5):
+        mirrored, index = divmod(key, self.images.length)
+        pixels = self.images.image(self.size, index)
+        if mirrored:
             pixels = pixels[:, ::-1]
         return pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1)
 
+    def batch(self, keys):
+        return np.stack([self[key] for key in keys])
 
-def make_loader(path, size, batch_size, shuffle=True, flip=True, num_workers=0, drop_last=True):
-    """A new ImageDataset of the `size` px images, batched: iterate it for (B, 3, size, size) Vars.
 
-    Jittor keeps a dataset's worker processes alive after `set_attrs`, and they go on serving the
-    attributes they were forked with; so to change the resolution or the batch size, call
-    make_loader again (the old loader's workers end when it is garbage collected). Each worker
-    gets a shared-memory buffer of four batches instead of Jittor's 512 MiB.
-    """
-    dataset = ImageDataset(path, size, flip=flip)
-    count = dataset.total_len
+def check_batch_size(batch_size, dataset):
+    count = len(dataset)
     if batch_size < 1 or batch_size > count:
-        raise ConfigError(f"batch size {batch_size} does not fit the {count} images of {path}; "
-                          f"choose a batch size between 1 and {count}")
-    batch_bytes = batch_size * 3 * size * size * 4
-    dataset.set_attrs(batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      drop_last=drop_last, buffer_size=max(MIN_WORKER_BUFFER, 4 * batch_bytes))
-    # Jittor seeds every dataset's shuffle with 1, so each new loader would repeat the same order.
-    dataset._shuffle_rng = np.random.default_rng(np.random.randint(2 ** 31))
-    return dataset
+        raise ConfigError(f"batch size {batch_size} does not fit the {count} images of "
+                          f"{dataset.path}; choose a batch size between 1 and {count}")
+
+
+class BatchLoader:
+    """Full batches of an ImageDataset as (B, 3, size, size) Vars, in the key order of `sampler`.
+
+    Each iteration is one pass over `iter(sampler)` (default: every image once, in order); a last
+    partial batch is dropped. Under MPI, rank r of w takes the r-th w-th of every global batch.
+    With `num_workers` > 0, that many threads decode the next batches while the caller trains:
+    decoding and numpy release the GIL, and threads need no fork of a process that runs Jittor,
+    whose own forked loader workers crashed it now and then.
+    """
+
+    def __init__(self, dataset, batch_size, sampler=None, num_workers=0, rank=0, world=1):
+        check_batch_size(batch_size, dataset)
+        if num_workers < 0:
+            raise ConfigError(f"the number of loader workers must be 0 or more, got {num_workers}")
+        self.dataset, self.batch_size, self.num_workers = dataset, batch_size, num_workers
+        self.sampler = range(len(dataset)) if sampler is None else sampler
+        self.share = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
+
+    def key_batches(self):
+        keys = list(self.sampler)
+        return [keys[start:start + self.batch_size][self.share]
+                for start in range(0, len(keys) - self.batch_size + 1, self.batch_size)]
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            decoded = map(self.dataset.batch, self.key_batches())
+        else:
+            decoded = self.decode_ahead(self.key_batches())
+        for pixels in decoded:
+            yield jt.array(pixels)
+
+    def decode_ahead(self, key_batches):
+        """The decoded batches, in order, with up to two per worker thread decoded ahead."""
+        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="jgan-loader") as pool:
+            pending = deque()
+            try:
+                for keys in key_batches:
+                    pending.append(pool.submit(self.dataset.batch, keys))
+                    if len(pending) > 2 * self.num_workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
 
 class StreamSampler:
     """The images a training run is shown, as a pure function of (seed, images shown so far).
 
     Epoch e is a permutation drawn from (seed, e), and each image of it is mirrored or not by a
-    coin drawn with it; epochs follow each other without a gap. Jittor's loader asks a sampler for
-    one index list per pass: each pass continues where the last ended, so a run resumed at `start`
-    images sees exactly what the uninterrupted run would have seen."""
+    coin drawn with it; epochs follow each other without a gap. A loader asks for one pass of keys
+    at a time: each pass continues where the last ended, so a run resumed at `start` images sees
+    exactly what the uninterrupted run would have seen."""
 
     def __init__(self, count, seed, start=0, flip=True, pass_length=4096):
         self.count, self.seed, self.position, self.flip = count, seed, start, flip
@@ -511,21 +541,14 @@ class StreamSampler:
         self.position += self.pass_length
         return iter(keys)
 
-    def __len__(self):
-        return self.pass_length
 
-
-def training_stream(path, size, batch_size, seed, start=0, flip=True, num_workers=0):
-    """Endless batches of the `size` px images in StreamSampler order from image `start` on.
-
-    A new loader (and new workers) each call: call it again when the resolution or batch changes."""
-    loader = make_loader(path, size, batch_size, shuffle=False, flip=False, num_workers=num_workers)
+def training_stream(path, size, batch_size, seed, start=0, flip=True, num_workers=0, rank=0, world=1):
+    """Endless global batches (this rank's share) of the `size` px images, in StreamSampler order
+    from image `start` on; a bad size or batch fails here, before the first batch. Call it again
+    when the resolution or the batch changes."""
+    dataset = ImageDataset(path, size)
+    check_batch_size(batch_size, dataset)
     passes = max(1, 4096 // batch_size)
-    loader.sampler = StreamSampler(loader.total_len, seed, start, flip, pass_length=passes * batch_size)
-    return _forever(loader)
-
-
-def _forever(loader):
-    while True:
-        yield from loader
-
+    sampler = StreamSampler(len(dataset), seed, start, flip, pass_length=passes * batch_size)
+    loader = BatchLoader(dataset, batch_size, sampler, num_workers, rank, world)
+    return chain.from_iterable(repeat(loader))

@@ -8,6 +8,7 @@ and downloads oneDNN from the internet on first import. Here we
   * fall back to `use_mkl=0` with one warning when oneDNN is not installed.
 Values the user set in the environment are respected. `JITTOR_HOME` is never set.
 """
+import atexit
 import ctypes
 import ctypes.util
 import glob
@@ -101,6 +102,19 @@ def restore_interrupt_handler():
     training can save a checkpoint before it stops."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def close_compile_pool():
+    """Stop the seven processes Jittor forks at import to compile its core, idle from then on.
+
+    Left running, they and their three threads are inherited by every later fork; a later compile
+    that needs the pool makes a new one (Jittor creates it whenever its size is 0)."""
+    import jittor_utils
+    if getattr(jittor_utils, "p", None) is None:
+        return
+    atexit.unregister(jittor_utils.pool_cleanup)
+    jittor_utils.pool_cleanup()
+    jittor_utils.pool_size = 0
 
 
 def onednn_active():

@@ -280,7 +280,7 @@ class Trainer:
             handle.write(json.dumps(record) + "\n")
 
     def batches(self, phase):
-        """The batch iterator for this phase; rebuilt (new workers) when the size or batch changes."""
+        """The batch iterator for this phase; rebuilt when the size or the batch changes."""
         key = (phase.size, phase.batch)
         if phase.batch % self.world:
             raise ConfigError(f"the batch of {phase.batch} images at {phase.size} px cannot be split "
@@ -290,7 +290,8 @@ class Trainer:
             self.batch_iterator = training_stream(self.data_path, phase.size, phase.batch,
                                                   self.train_cfg["seed"], start=self.images,
                                                   flip=self.train_cfg["flip"],
-                                                  num_workers=self.train_cfg["num_workers"])
+                                                  num_workers=self.train_cfg["num_workers"],
+                                                  rank=jt.rank if jt.in_mpi else 0, world=self.world)
         return self.batch_iterator
 
     def set_learning_rate(self, phase):

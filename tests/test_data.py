@@ -1,8 +1,7 @@
-"""Reading LMDBs (ours and rosinality's) and the Jittor dataset and loader over them."""
+"""Reading LMDBs (ours and rosinality's) and the dataset and batch loader over them."""
 import io
 import multiprocessing
-import os
-import random
+import threading
 
 import lmdb
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_COUNT, shape_image
-from jgan.data import ImageDataset, LMDBImages, make_loader
+from jgan.data import BatchLoader, ImageDataset, LMDBImages
 from jgan.errors import ConfigError, DataError
 
 
@@ -94,56 +93,73 @@ def test_missing_size_and_missing_index_are_data_errors(tmp_path, tiny_lmdb):
         LMDBImages(gap).image(8, 1)
 
 
-# ----- ImageDataset and make_loader ---------------------------------------------------------
+# ----- ImageDataset and BatchLoader ---------------------------------------------------------
 
 
 def test_dataset_gives_float32_chw_in_minus_one_to_one(tiny_lmdb):
-    dataset = ImageDataset(tiny_lmdb, 16, flip=False)
+    dataset = ImageDataset(tiny_lmdb, 16)
     item = dataset[5]
+    assert len(dataset) == TINY_COUNT
     assert item.dtype == np.float32 and item.shape == (3, 16, 16)
     np.testing.assert_array_equal(item, expected_pixels(LMDBImages(tiny_lmdb), 16, 5))
     assert item.min() >= -1 and item.max() == 1, "the white background must map to exactly 1"
     assert len(np.unique(item)) > 2, "a real image, not a constant"
 
 
-def test_flip_mirrors_some_draws_horizontally(tiny_lmdb):
-    unflipped = expected_pixels(LMDBImages(tiny_lmdb), 32, 0)
-    mirrored = unflipped[:, :, ::-1]
-    assert not np.array_equal(unflipped, mirrored), "the test image must not be symmetric"
-    dataset = ImageDataset(tiny_lmdb, 32, flip=True)
-    random.seed(0)
-    draws = [dataset[0] for _ in range(40)]
-    plain = sum(np.array_equal(d, unflipped) for d in draws)
-    flipped = sum(np.array_equal(d, mirrored) for d in draws)
-    assert plain + flipped == 40 and plain > 5 and flipped > 5, (plain, flipped)
+def test_a_key_past_the_count_is_the_mirrored_image(tiny_lmdb):
+    dataset = ImageDataset(tiny_lmdb, 32)
+    unflipped = expected_pixels(LMDBImages(tiny_lmdb), 32, 3)
+    assert not np.array_equal(unflipped, unflipped[:, :, ::-1]), "the test image must not be symmetric"
+    np.testing.assert_array_equal(dataset[3], unflipped)
+    np.testing.assert_array_equal(dataset[TINY_COUNT + 3], unflipped[:, :, ::-1])
 
 
-def test_loader_batches(tiny_lmdb):
-    loader = make_loader(tiny_lmdb, 8, 4, shuffle=False, flip=False)
-    batches = list(loader)
-    assert len(batches) == TINY_COUNT // 4
-    first = batches[0].numpy()
-    assert first.shape == (4, 3, 8, 8) and first.dtype == np.float32
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_batches_follow_the_sampler_and_drop_the_last_partial_batch(tiny_lmdb, workers):
+    keys = [5, 30, 2, 7, 11, 0, 9, 47, 1, 3, 4]            # 30 and 47: images 6 and 23 mirrored
+    loader = BatchLoader(ImageDataset(tiny_lmdb, 8), 4, keys, num_workers=workers)
+    batches = [batch.numpy() for batch in loader]
+    assert [b.shape for b in batches] == [(4, 3, 8, 8)] * 2 and batches[0].dtype == np.float32
+    dataset = ImageDataset(tiny_lmdb, 8)
+    np.testing.assert_array_equal(np.concatenate(batches), np.stack([dataset[k] for k in keys[:8]]))
+
+
+def test_loader_without_a_sampler_shows_every_image_once_in_order(tiny_lmdb):
+    batches = np.concatenate([b.numpy() for b in BatchLoader(ImageDataset(tiny_lmdb, 8), 8)])
     images = LMDBImages(tiny_lmdb)
-    np.testing.assert_array_equal(first[3], expected_pixels(images, 8, 3))
+    np.testing.assert_array_equal(batches, np.stack([expected_pixels(images, 8, i) for i in range(TINY_COUNT)]))
 
 
-def test_loader_drops_the_last_partial_batch(tiny_lmdb):
-    assert [b.shape[0] for b in make_loader(tiny_lmdb, 8, 10, flip=False)] == [10, 10]
-    assert [b.shape[0] for b in make_loader(tiny_lmdb, 8, 10, flip=False, drop_last=False)] == [10, 10, 4]
+def test_each_mpi_rank_takes_its_own_share_of_every_global_batch(tiny_lmdb):
+    dataset = ImageDataset(tiny_lmdb, 8)
+    keys = list(range(16))
+    whole = [b.numpy() for b in BatchLoader(dataset, 8, keys)]
+    shares = [[b.numpy() for b in BatchLoader(dataset, 8, keys, rank=rank, world=2)] for rank in (0, 1)]
+    for index, batch in enumerate(whole):
+        assert shares[0][index].shape == (4, 3, 8, 8)
+        np.testing.assert_array_equal(np.concatenate([shares[0][index], shares[1][index]]), batch)
 
 
 @pytest.mark.parametrize("batch_size", [0, TINY_COUNT + 1])
 def test_batch_size_must_fit_the_images(tiny_lmdb, batch_size):
     with pytest.raises(ConfigError, match=f"batch size {batch_size} does not fit the {TINY_COUNT} images"):
-        make_loader(tiny_lmdb, 8, batch_size)
+        BatchLoader(ImageDataset(tiny_lmdb, 8), batch_size)
 
 
-def test_each_loader_draws_a_new_shuffle_order(tiny_lmdb):
-    np.random.seed(0)
-    first = next(iter(make_loader(tiny_lmdb, 8, 8, flip=False))).numpy()
-    second = next(iter(make_loader(tiny_lmdb, 8, 8, flip=False))).numpy()
-    assert not np.array_equal(first, second)
+def test_a_negative_worker_count_is_a_config_error(tiny_lmdb):
+    with pytest.raises(ConfigError, match="loader workers must be 0 or more, got -1"):
+        BatchLoader(ImageDataset(tiny_lmdb, 8), 4, num_workers=-1)
+
+
+def test_an_abandoned_loader_stops_its_threads(tiny_lmdb):
+    def loader_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("jgan-loader")]
+    before = len(loader_threads())
+    batches = iter(BatchLoader(ImageDataset(tiny_lmdb, 8), 2, num_workers=2))
+    next(batches)
+    assert len(loader_threads()) > before
+    batches.close()
+    assert len(loader_threads()) == before
 
 
 def in_forked_child(function):
@@ -157,28 +173,13 @@ def in_forked_child(function):
     return result
 
 
-def test_a_forked_worker_reads_through_its_own_lmdb_environment(tiny_lmdb):
-    dataset = ImageDataset(tiny_lmdb, 8, flip=False)
-    inherited = dataset.images.env
+def test_a_forked_child_opens_its_own_lmdb_environment(tiny_lmdb):
+    images = LMDBImages(tiny_lmdb)
+    inherited = images.env
 
     def read_in_child():
-        item = dataset[0]
-        return dataset.images.env is not inherited, item.shape
-    assert in_forked_child(read_in_child) == (True, (3, 8, 8))
-    assert dataset.images.env is inherited and dataset[0].shape == (3, 8, 8), "the parent keeps its own"
-
-
-def test_switching_resolution_with_workers_serves_the_new_size(tiny_lmdb):
-    images = LMDBImages(tiny_lmdb)
-    loaders = []
-    try:
-        for size in (8, 32, 16):
-            loader = make_loader(tiny_lmdb, size, 4, shuffle=False, flip=False, num_workers=2)
-            loaders.append(loader)
-            batch = next(iter(loader)).numpy()
-            assert [w.p.pid != os.getpid() and w.p.is_alive() for w in loader.workers] == [True, True]
-            assert batch.shape == (4, 3, size, size), f"asked for {size} px, the workers served {batch.shape}"
-            np.testing.assert_array_equal(batch[0], expected_pixels(images, size, 0))
-    finally:
-        for loader in loaders:
-            loader.terminate()
+        again = LMDBImages(tiny_lmdb)
+        return again.env is not inherited, again.image(8, 0).shape
+    assert in_forked_child(read_in_child) == (True, (8, 8, 3))
+    assert LMDBImages(tiny_lmdb).env is inherited and images.image(8, 0).shape == (8, 8, 3), \
+        "the parent keeps its own"

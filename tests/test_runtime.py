@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import jgan
@@ -61,3 +62,9 @@ def test_cuda_on_a_machine_without_it_is_a_sentence():
 def test_no_cuda_driver_means_nvcc_is_hidden_from_jittor():
     if runtime.cuda_device_count() == 0:
         assert os.environ.get("nvcc_path") == ""
+
+
+def test_jittor_compile_pool_is_closed_after_import():
+    import jittor_utils
+    assert not hasattr(jittor_utils, "p") and jittor_utils.pool_size == 0
+    assert not [thread for thread in threading.enumerate() if "_handle_" in thread.name]
