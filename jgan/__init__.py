@@ -7,7 +7,7 @@ runtime.configure_environment()
 
 import jittor  # noqa: E402  (must come after configure_environment)
 
-runtime.restore_interrupt_handler()
+runtime.restore_signal_handlers()
 runtime.close_compile_pool()
 __version__ = "0.1.0"
 DEVICE = runtime.set_device("auto")

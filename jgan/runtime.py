@@ -97,11 +97,13 @@ def configure_environment():
     os.environ.setdefault("log_silent", "1")
 
 
-def restore_interrupt_handler():
-    """Let Ctrl-C raise KeyboardInterrupt again (Jittor replaces it by an immediate exit), so that
-    training can save a checkpoint before it stops."""
+def restore_signal_handlers():
+    """Undo two of Jittor's signal handlers, both an immediate exit: Ctrl-C raises KeyboardInterrupt
+    again, so that training can save a checkpoint before it stops; and a child process that dies by
+    a signal no longer ends this one (Jittor's handler was meant for its own loader workers)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def close_compile_pool():

@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,35 +21,22 @@ TINY = ["--arch", "wgan-gp", "--size", "32", "--batch", "4", "--set", "model.ngf
         "--n-critic", "1", "--iters", "100000", "--name", "crash"]
 
 
-# Jittor's SIGCHLD handler ends a process whose child dies by a signal, and pytest has imported
-# Jittor: so the training process is started and killed by this small jittor-free parent.
-KILLER = """
-import json, os, signal, subprocess, sys, time
-command, log, records_before, delay = json.loads(sys.argv[1])
-process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-deadline = time.time() + 300
-def progress():
-    if not os.path.exists(log):
-        return 0
-    with open(log) as handle:
-        return sum(1 for line in handle if line.endswith("}\\n"))
-while progress() <= records_before:
-    if process.poll() is not None or time.time() > deadline:
-        sys.exit("training stopped or stalled: " + process.stderr.read().decode()[-2000:])
-    time.sleep(0.05)
-time.sleep(delay)
-process.send_signal(signal.SIGKILL)
-process.wait()
-"""
-
-
 def train_and_kill(lmdb, cwd, resume, records_before, delay):
+    """Start a training run, wait until it logs a step past `records_before`, wait `delay` s, SIGKILL it."""
     command = [sys.executable, str(REPO / "train.py"), str(lmdb), *TINY, *(["--resume"] if resume else [])]
-    log = str(cwd / "checkpoint" / "crash" / "log.jsonl")
-    result = subprocess.run([sys.executable, "-c", KILLER, json.dumps([command, log, records_before, delay])],
-                            cwd=cwd, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
+    log = cwd / "checkpoint" / "crash" / "log.jsonl"
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.time() + 300
+        while len(log_records(log.parent)) <= records_before:
+            assert process.poll() is None and time.time() < deadline, \
+                f"training stopped or stalled: {process.stderr.read().decode()[-2000:]}"
+            time.sleep(0.05)
+        time.sleep(delay)
+    finally:
+        process.kill()
+        process.wait()
 
 
 def log_records(run_dir):

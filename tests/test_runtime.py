@@ -68,3 +68,23 @@ def test_jittor_compile_pool_is_closed_after_import():
     import jittor_utils
     assert not hasattr(jittor_utils, "p") and jittor_utils.pool_size == 0
     assert not [thread for thread in threading.enumerate() if "_handle_" in thread.name]
+
+
+CHILD_DIES_BY_A_SIGNAL = """
+import subprocess, sys
+import jgan
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+child.kill()
+print("exit status", child.wait())
+try:
+    raise KeyboardInterrupt
+except KeyboardInterrupt:
+    print("interrupt handler", __import__("signal").getsignal(2).__name__)
+"""
+
+
+def test_a_child_killed_by_a_signal_does_not_end_the_process_and_ctrl_c_raises():
+    result = subprocess.run([sys.executable, "-c", CHILD_DIES_BY_A_SIGNAL], cwd=REPO, env=clean_environment(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["exit status -9", "interrupt handler default_int_handler"]
