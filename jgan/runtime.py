@@ -95,6 +95,8 @@ def configure_environment():
         warnings.warn(f"jgan: oneDNN not found, Jittor's CPU convolutions will be ~100x slower; "
                       f"{ONEDNN_FIX}.", stacklevel=2)
     os.environ.setdefault("log_silent", "1")
+    # Jittor's parallel kernel compiler (8 threads here) segfaults now and then in a compile thread.
+    os.environ.setdefault("use_parallel_op_compiler", "0")
 
 
 def restore_signal_handlers():

@@ -5,6 +5,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 import jgan
 from jgan import runtime
 
@@ -88,3 +90,12 @@ def test_a_child_killed_by_a_signal_does_not_end_the_process_and_ctrl_c_raises()
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["exit status -9", "interrupt handler default_int_handler"]
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "0"), ("4", "4")])
+def test_kernels_compile_one_at_a_time_unless_the_user_chose_otherwise(setting, expected):
+    env = clean_environment() | ({} if setting is None else {"use_parallel_op_compiler": setting})
+    result = subprocess.run([sys.executable, "-c", "import jgan, jittor; print(jittor.flags.use_parallel_op_compiler)"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [expected]
