@@ -5,8 +5,10 @@ and downloads oneDNN from the internet on first import. Here we
   * hide nvcc from Jittor when no CUDA device can be used (`nvcc_path=""`),
   * point Jittor at Debian's oneDNN (package libdnnl-dev) by laying out the folder Jittor would
     have downloaded, made of symlinks, so that its fast CPU convolutions build offline,
-  * fall back to `use_mkl=0` with one warning when oneDNN is not installed.
-Values the user set in the environment are respected. `JITTOR_HOME` is never set.
+  * fall back to `use_mkl=0` with one warning when oneDNN is not installed,
+  * compile kernels one at a time (`use_parallel_op_compiler=0`),
+and after the import undo Jittor's quick-exit SIGINT and SIGCHLD handlers and stop its idle
+compile processes. Values the user set in the environment are respected. `JITTOR_HOME` is never set.
 """
 import atexit
 import ctypes
