@@ -12,6 +12,8 @@ import numpy as np
 import jittor as jt
 from jittor import nn
 
+from jgan.kernels import average_pool_2x2, upsample_nearest_2x
+
 LRELU_SLOPE = 0.2
 
 
@@ -31,17 +33,6 @@ def he_constant(fan_in):
 def leaky_relu(x):
     """y = max(x, 0.2 x)."""
     return nn.leaky_relu(x, LRELU_SLOPE)
-
-
-def upsample_nearest(x):
-    """y[i, j] = x[i // 2, j // 2]: nearest-neighbour upsampling by 2."""
-    batch, channels, height, width = x.shape
-    return x.reindex([batch, channels, 2 * height, 2 * width], ["i0", "i1", "i2/2", "i3/2"])
-
-
-def downsample_average(x):
-    """y = 2x2 average pooling with stride 2."""
-    return nn.avg_pool2d(x, 2)
 
 
 def lerp(a, b, t):
@@ -83,17 +74,17 @@ class EqualConv2d(nn.Module):
 
 
 class UpsampleConv2d(EqualConv2d):
-    """y = conv2d(upsample_nearest(x), c W) + b: nearest x2 upsampling followed by an EqualConv2d."""
+    """y = conv2d(upsample_nearest_2x(x), c W) + b: nearest x2 upsampling followed by an EqualConv2d."""
 
     def execute(self, x):
-        return super().execute(upsample_nearest(x))
+        return super().execute(upsample_nearest_2x(x))
 
 
 class ConvDownsample2d(EqualConv2d):
     """y = avg_pool_2x2(conv2d(x, c W) + b): an EqualConv2d followed by 2x2 average pooling."""
 
     def execute(self, x):
-        return downsample_average(super().execute(x))
+        return average_pool_2x2(super().execute(x))
 
 
 def fused_kernel(weight):

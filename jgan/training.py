@@ -19,6 +19,7 @@ from jgan.data import training_stream
 from jgan.errors import CheckpointError, ConfigError, JganError
 from jgan.losses import build_loss
 from jgan.networks import build_networks, latent_dim
+from jgan.optim import FusedAdam
 from jgan.schedule import build_schedule
 from jgan.visual import plot_log, save_grid
 
@@ -42,7 +43,7 @@ class TrainingDiverged(JganError):
 
 def build_optimizer(params, optim, lr):
     if optim["name"] == "adam":
-        return jt.optim.Adam(params, lr, betas=tuple(optim["betas"]))
+        return FusedAdam(params, lr, betas=tuple(optim["betas"]))
     if optim["name"] == "rmsprop":
         return jt.optim.RMSprop(params, lr, eps=optim.get("eps", 1e-8), alpha=optim.get("alpha", 0.99))
     raise ConfigError(f"unknown optimiser {optim['name']!r}; choose adam or rmsprop")

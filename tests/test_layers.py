@@ -166,15 +166,7 @@ def test_constant_input_matches_rosinality():
                  jt_call=lambda x: jt_layer(x.shape[0]), differentiate_inputs=False)
 
 
-# ----- resampling -----------------------------------------------------------------------------
-def test_upsample_nearest_and_downsample_average_match_torch():
-    x = random_array(BATCH, CHANNELS, SIZE, SIZE)
-    compare("upsample_nearest", layers.upsample_nearest(jt.array(x)),
-            F.interpolate(torch.tensor(x), scale_factor=2, mode="nearest"), atol=0, rtol=0)
-    compare("downsample_average", layers.downsample_average(jt.array(x)),
-            F.avg_pool2d(torch.tensor(x), 2))
-
-
+# ----- blur (the resamplers are specified in tests/test_kernels.py) -------------------------
 def test_blur_matches_rosinality_to_second_order():
     x = random_array(BATCH, CHANNELS, SIZE, SIZE)
     check_parity("Blur", layers.Blur(), ref.Blur(CHANNELS), [x], rename=None)

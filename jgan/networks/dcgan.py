@@ -11,6 +11,7 @@ import jittor as jt
 from jittor import nn
 
 from jgan.errors import ConfigError
+from jgan.kernels import upsample_nearest_2x
 
 ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
 CRITIC_NORMS = ("instance", "none")
@@ -22,9 +23,16 @@ def fractionally_strided_conv(in_channels, out_channels):
     return nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)
 
 
+class NearestUpsample(nn.Module):
+    """Nearest-neighbour x2 upsampling (nn.Upsample(scale_factor=2, mode="nearest"), multi-threaded)."""
+
+    def execute(self, x):
+        return upsample_nearest_2x(x)
+
+
 def resize_conv(in_channels, out_channels):
     """x2 upsampling: nearest Upsample(x2) then Conv2d(k=3, s=1, p=1), free of checkerboard artefacts."""
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+    return nn.Sequential(NearestUpsample(),
                          nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False))
 
 

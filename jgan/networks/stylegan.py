@@ -16,7 +16,8 @@ from jgan.errors import ConfigError
 from jgan.layers import (AdaptiveInstanceNorm, Blur, ConstantInput, ConvDownsample2d, EqualConv2d,
                          EqualLinear, FromRGB, FusedDownsample, FusedUpsample, MinibatchStddev,
                          NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
-                         downsample_average, leaky_relu, lerp, upsample_nearest)
+                         leaky_relu, lerp)
+from jgan.kernels import average_pool_2x2, upsample_nearest_2x
 
 CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
 
@@ -138,7 +139,7 @@ class StyledGenerator(nn.Module):
             out = self.progression[i](out, style, noise[2 * i], noise[2 * i + 1])
         image = self.to_rgb[step](out)
         if fades_in(alpha, step):
-            image = lerp(upsample_nearest(self.to_rgb[step - 1](previous)), image, alpha)
+            image = lerp(upsample_nearest_2x(self.to_rgb[step - 1](previous)), image, alpha)
         return image
 
     @staticmethod
@@ -254,7 +255,7 @@ class Discriminator(nn.Module):
                 out = self.stddev(out)
             out = self.progression[index](out)
             if i == step and fades_in(alpha, step):
-                skip = self.from_rgb[index + 1](downsample_average(input))
+                skip = self.from_rgb[index + 1](average_pool_2x2(input))
                 out = lerp(skip, out, alpha)
         return self.linear(out.reshape(out.shape[0], -1)).reshape(out.shape[0])
 

@@ -1,0 +1,131 @@
+"""Specification of jgan.kernels and jgan.optim: the hand-written kernels against PyTorch.
+
+The resamplers are compared on their output and on first- and second-order gradients (the WGAN-GP
+and R1 penalties differentiate through them twice) of a non-linear function of the output, for
+non-square inputs; FusedAdam against PyTorch's Adam with Jittor's eps placement and against
+jt.optim.Adam, the update it replaces, over several steps with a learning-rate change.
+"""
+import jgan  # noqa: F401  (configures Jittor before it is imported)
+import jittor as jt
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from jgan.kernels import add_channel_bias, average_pool_2x2, channel_sum, upsample_nearest_2x
+from jgan.optim import FusedAdam
+from parity import assert_close
+from reference.optim_torch import EpsHatAdam
+
+ATOL, RTOL = 1e-5, 1e-5
+
+
+def random_array(*shape, seed=0):
+    return np.random.RandomState(seed).randn(*shape).astype(np.float32)
+
+
+def second_order(resample, x, r1, r2, grad):
+    """(output, d/dx sum(resample(x)^2 r1), d/dx sum(that^2 r2)) with the framework's `grad`."""
+    y = resample(x)
+    first = grad((y * y * r1).sum(), x, True)
+    return y, first, grad((first * first * r2).sum(), x, False)
+
+
+def jittor_grad(loss, x, _):
+    return jt.grad(loss, x)
+
+
+def torch_grad(loss, x, create_graph):
+    return torch.autograd.grad(loss, x, create_graph=create_graph)[0]
+
+
+@pytest.mark.parametrize("name, jt_op, th_op, out_shape", [
+    ("average_pool_2x2", average_pool_2x2, lambda x: F.avg_pool2d(x, 2), (2, 5, 3, 4)),
+    ("upsample_nearest_2x", upsample_nearest_2x,
+     lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), (2, 5, 12, 16)),
+])
+def test_resamplers_match_torch_to_second_order(name, jt_op, th_op, out_shape):
+    x = random_array(2, 5, 6, 8)
+    r1, r2 = random_array(*out_shape, seed=1), random_array(*x.shape, seed=2)
+    jt_values = second_order(jt_op, jt.array(x), jt.array(r1), jt.array(r2), jittor_grad)
+    th_values = second_order(th_op, torch.tensor(x, requires_grad=True), torch.tensor(r1),
+                             torch.tensor(r2), torch_grad)
+    for label, jt_value, th_value in zip(("output", "gradient", "second-order gradient"),
+                                         jt_values, th_values):
+        assert_close(f"{name} {label}", jt_value, th_value, atol=ATOL, rtol=RTOL)
+
+
+def test_pooling_rejects_odd_sizes():
+    with pytest.raises(ValueError, match="even H and W"):
+        average_pool_2x2(jt.zeros((1, 1, 5, 4)))
+
+
+def test_channel_bias_matches_torch_to_second_order():
+    x, bias = random_array(3, 5, 4, 6), random_array(5, seed=3)
+    r1, r2 = random_array(*x.shape, seed=1), random_array(*x.shape, seed=2)
+
+    def values(add, grad, x, bias, r1, r2):
+        y = add(x, bias)
+        loss = (y * y * y * r1).sum()
+        first_x, first_bias = grad(loss, x, True), grad(loss, bias, True)
+        penalty = (first_x * first_x * r2).sum() + (first_bias * first_bias).sum()
+        return y, first_x, first_bias, grad(penalty, x, True), grad(penalty, bias, False)
+
+    jt_x, jt_bias = jt.array(x), jt.array(bias)
+    jt_values = values(add_channel_bias, jittor_grad, jt_x, jt_bias, jt.array(r1), jt.array(r2))
+    th_values = values(lambda a, b: a + b.view(1, -1, 1, 1), torch_grad,
+                       torch.tensor(x, requires_grad=True), torch.tensor(bias, requires_grad=True),
+                       torch.tensor(r1), torch.tensor(r2))
+    labels = ("output", "d/dx", "d/dbias", "second order d/dx", "second order d/dbias")
+    for label, jt_value, th_value in zip(labels, jt_values, th_values):
+        assert_close(f"channel bias {label}", jt_value, th_value, atol=1e-4, rtol=1e-5)
+
+
+def test_channel_sum_of_a_large_tensor_matches_numpy():
+    x = random_array(16, 70, 33, 17)       # more channels than threads, odd plane size
+    assert_close("channel_sum", channel_sum(jt.array(x)), x.astype(np.float64).sum((0, 2, 3)),
+                 atol=1e-5, rtol=1e-5)
+
+
+def adam_run(make_optimizer, params, losses, step, set_lr):
+    """Train `params` on one loss per step with the optimiser; lr halves after the second step."""
+    optimizer = make_optimizer(params)
+    for k, loss in enumerate(losses):
+        if k == 2:
+            set_lr(optimizer, 1e-3)
+        step(optimizer, loss(params))
+    return params
+
+
+def test_fused_adam_matches_torch_and_jittor_adam():
+    shapes = [(6, 3, 4, 4), (7,), (70000,)]     # the last is large enough to run on every thread
+    initial = [random_array(*shape, seed=k) for k, shape in enumerate(shapes)]
+    losses = [lambda ps, k=k: sum(((p * p * p).sum() + (p * (k + 1)).sum()) for p in ps)
+              for k in range(4)]
+
+    def jittor_step(optimizer, loss):
+        optimizer.step(loss)
+
+    def torch_step(optimizer, loss):
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def set_jittor_lr(optimizer, lr):
+        optimizer.lr = lr
+
+    def set_torch_lr(optimizer, lr):
+        optimizer.param_groups[0]["lr"] = lr
+
+    def jittor_run(cls):
+        return adam_run(lambda ps: cls(ps, 2e-3, betas=(0.5, 0.99)), [jt.array(a) for a in initial],
+                        losses, jittor_step, set_jittor_lr)
+
+    fused, stock = jittor_run(FusedAdam), jittor_run(jt.optim.Adam)
+    reference = adam_run(lambda ps: EpsHatAdam(ps, 2e-3, betas=(0.5, 0.99)),
+                         [torch.tensor(a, requires_grad=True) for a in initial],
+                         losses, torch_step, set_torch_lr)
+    for k, (a, b, c) in enumerate(zip(fused, stock, reference)):
+        assert np.abs(a.numpy() - initial[k]).max() > 1e-3      # the parameters did move
+        assert_close(f"parameter {k} vs jt.optim.Adam", a, b, atol=1e-6, rtol=1e-6)
+        assert_close(f"parameter {k} vs torch", a, c, atol=1e-6, rtol=1e-6)
