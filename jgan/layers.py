@@ -12,7 +12,7 @@ import numpy as np
 import jittor as jt
 from jittor import nn
 
-from jgan.kernels import average_pool_2x2, upsample_nearest_2x
+from jgan.kernels import add_channel_bias, average_pool_2x2, upsample_nearest_2x
 
 LRELU_SLOPE = 0.2
 
@@ -70,7 +70,7 @@ class EqualConv2d(nn.Module):
 
     def execute(self, x):
         check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
-        return nn.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        return add_channel_bias(nn.conv2d(x, self.weight * self.scale, padding=self.padding), self.bias)
 
 
 class UpsampleConv2d(EqualConv2d):
@@ -125,14 +125,15 @@ class FusedUpsample(FusedResample):
         super().__init__(in_channels, out_channels, kernel_size, padding, transposed=True)
 
     def execute(self, x):
-        return nn.conv_transpose2d(x, self.kernel(x), self.bias, stride=2, padding=self.padding)
+        return add_channel_bias(nn.conv_transpose2d(x, self.kernel(x), stride=2, padding=self.padding),
+                                self.bias)
 
 
 class FusedDownsample(FusedResample):
     """y = conv2d(x, fused_kernel(c W), stride 2) + b: conv and 2x2 average pooling in one op."""
 
     def execute(self, x):
-        return nn.conv2d(x, self.kernel(x), self.bias, stride=2, padding=self.padding)
+        return add_channel_bias(nn.conv2d(x, self.kernel(x), stride=2, padding=self.padding), self.bias)
 
 
 class PixelNorm(nn.Module):
