@@ -2,7 +2,7 @@
 
 Jittor lowers 2x2 pooling and nearest upsampling to generic index kernels and runs them, like
 every kernel it generates for the CPU, on one thread; so are the per-channel sums that bias
-gradients need. Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`.
+gradients need and the leaky ReLU with its gradient. Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`.
 The operations are linear and wrapped in `jt.Function`s whose gradient is again such a function
 or a plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties differentiate twice)
 stay on the fast path.
@@ -172,6 +172,33 @@ __global__ static void channel_sum_kernel(@ARGS_DEF) {
 """
 
 
+_ADD_BIAS_CPU = """
+    const long long planes = (long long)in0_shape0 * in0_shape1, plane = (long long)in0_shape2 * in0_shape3;
+    #pragma omp parallel for
+    for (long long p = 0; p < planes; p++) {
+        const in0_type b = in1_p[p % in0_shape1];
+        const in0_type* x = in0_p + p * plane;
+        out0_type* y = out0_p + p * plane;
+        #pragma omp simd
+        for (long long k = 0; k < plane; k++) y[k] = x[k] + b;
+    }
+"""
+
+_ADD_BIAS_CUDA_HEADER = """
+__global__ static void add_bias_kernel(@ARGS_DEF) {
+    @PRECALC
+    const long long plane = (long long)in0_shape2 * in0_shape3;
+    const long long count = (long long)in0_shape0 * in0_shape1 * plane;
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
+         k += (long long)gridDim.x * blockDim.x)
+        out0_p[k] = in0_p[k] + in1_p[(k / plane) % in0_shape1];
+}
+"""
+
+_ADD_BIAS_CUDA = ("add_bias_kernel<<<(int)std::min(((long long)in0_shape0 * in0_shape1 * in0_shape2 * in0_shape3"
+                  " + 255) / 256, 65536LL), 256>>>(@ARGS);")
+
+
 class _ChannelSum(jt.Function):
     """(N, C, H, W) -> (C,): the sum over batch and pixels; its adjoint is a broadcast."""
 
@@ -189,7 +216,8 @@ class _AddChannelBias(jt.Function):
     """x + b per channel; the bias gradient is a multi-threaded channel sum."""
 
     def execute(self, x, bias):
-        return x + bias.broadcast(x.shape, [0, 2, 3])
+        return jt.code(x.shape, x.dtype, [x, bias], cpu_src=_ADD_BIAS_CPU,
+                       cuda_header=_ADD_BIAS_CUDA_HEADER, cuda_src=_ADD_BIAS_CUDA)
 
     def grad(self, grad):
         return grad, _ChannelSum()(grad)
@@ -208,3 +236,68 @@ def add_channel_bias(x, bias):
         raise ValueError(f"a bias of shape ({x.shape[1]},) is added to (N, C, H, W) inputs; got "
                          f"{tuple(bias.shape)} and {tuple(x.shape)}.")
     return _AddChannelBias()(x, bias)
+
+
+_ELEMENTWISE_CPU = """
+    const long long count = out0_shape0;
+    #pragma omp parallel for simd if (count > 16384)
+    for (long long i = 0; i < count; i++) out0_p[i] = EXPRESSION;
+"""
+
+_ELEMENTWISE_CUDA_HEADER = """
+__global__ static void elementwise_kernel(@ARGS_DEF) {
+    @PRECALC
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < out0_shape0;
+         i += (long long)gridDim.x * blockDim.x) out0_p[i] = EXPRESSION;
+}
+"""
+
+_ELEMENTWISE_CUDA = ("elementwise_kernel<<<(int)std::min(((long long)out0_shape0 + 255) / 256, 65536LL),"
+                     " 256>>>(@ARGS);")
+
+
+def _elementwise(expression, inputs):
+    """out[i] = expression of in0_p[i], in1_p[i], ... over inputs of one shape, flattened."""
+    shape = inputs[0].shape
+    flat = [x.flatten() for x in inputs]
+    out = jt.code(flat[0].shape, inputs[0].dtype, flat,
+                  cpu_src=_ELEMENTWISE_CPU.replace("EXPRESSION", expression),
+                  cuda_header=_ELEMENTWISE_CUDA_HEADER.replace("EXPRESSION", expression),
+                  cuda_src=_ELEMENTWISE_CUDA)
+    return out.reshape(shape)
+
+
+def _leaky(value, sign, slope):
+    """The C expression value * (sign > 0 ? 1 : slope)."""
+    return f"({sign} > 0 ? {value} : {value} * {float(slope)!r}f)"
+
+
+class _LeakyReLUGrad(jt.Function):
+    """g -> g * (y > 0 ? 1 : slope) for the fixed output y of a leaky ReLU: linear and self-adjoint."""
+
+    def __init__(self, output, slope):
+        self.output, self.slope = output, slope
+
+    def execute(self, grad):
+        return _elementwise(_leaky("in0_p[i]", "in1_p[i]", self.slope), [grad, self.output])
+
+    def grad(self, grad):
+        return _LeakyReLUGrad(self.output, self.slope)(grad)
+
+
+class _LeakyReLU(jt.Function):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def execute(self, x):
+        y = _elementwise(_leaky("in0_p[i]", "in0_p[i]", self.slope), [x])
+        self.output = y.detach()
+        return y
+
+    def grad(self, grad):
+        return _LeakyReLUGrad(self.output, self.slope)(grad)
+
+
+def leaky_relu(x, slope):
+    """y = x if x > 0 else slope * x (slope > 0), element-wise."""
+    return _LeakyReLU(slope)(x)

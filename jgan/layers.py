@@ -12,6 +12,7 @@ import numpy as np
 import jittor as jt
 from jittor import nn
 
+from jgan import kernels
 from jgan.kernels import add_channel_bias, average_pool_2x2, upsample_nearest_2x
 
 LRELU_SLOPE = 0.2
@@ -32,7 +33,7 @@ def he_constant(fan_in):
 
 def leaky_relu(x):
     """y = max(x, 0.2 x)."""
-    return nn.leaky_relu(x, LRELU_SLOPE)
+    return kernels.leaky_relu(x, LRELU_SLOPE)
 
 
 def lerp(a, b, t):

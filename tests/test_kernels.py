@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from jgan.kernels import add_channel_bias, average_pool_2x2, channel_sum, upsample_nearest_2x
+from jgan.kernels import (add_channel_bias, average_pool_2x2, channel_sum, leaky_relu,
+                          upsample_nearest_2x)
 from jgan.optim import FusedAdam
 from parity import assert_close
 from reference.optim_torch import EpsHatAdam
@@ -129,3 +130,16 @@ def test_fused_adam_matches_torch_and_jittor_adam():
         assert np.abs(a.numpy() - initial[k]).max() > 1e-3      # the parameters did move
         assert_close(f"parameter {k} vs jt.optim.Adam", a, b, atol=1e-6, rtol=1e-6)
         assert_close(f"parameter {k} vs torch", a, c, atol=1e-6, rtol=1e-6)
+
+
+def test_leaky_relu_matches_torch_to_second_order():
+    x = random_array(3, 4, 5, 6)
+    x[0, 0, 0, :3] = 0                      # the kink: PyTorch takes the slope there
+    r1, r2 = random_array(*x.shape, seed=1), random_array(*x.shape, seed=2)
+    jt_values = second_order(lambda v: leaky_relu(v * v * v, 0.2), jt.array(x), jt.array(r1),
+                             jt.array(r2), jittor_grad)
+    th_values = second_order(lambda v: F.leaky_relu(v * v * v, 0.2), torch.tensor(x, requires_grad=True),
+                             torch.tensor(r1), torch.tensor(r2), torch_grad)
+    for label, jt_value, th_value in zip(("output", "gradient", "second-order gradient"),
+                                         jt_values, th_values):
+        assert_close(f"leaky_relu {label}", jt_value, th_value, atol=ATOL, rtol=RTOL)

@@ -11,7 +11,7 @@ import jittor as jt
 from jittor import nn
 
 from jgan.errors import ConfigError
-from jgan.kernels import upsample_nearest_2x
+from jgan.kernels import leaky_relu, upsample_nearest_2x
 
 ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
 CRITIC_NORMS = ("instance", "none")
@@ -21,6 +21,16 @@ INIT_STD = 0.02
 def fractionally_strided_conv(in_channels, out_channels):
     """x2 upsampling: ConvTranspose2d(k=4, s=2, p=1) without bias (DCGAN)."""
     return nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)
+
+
+class LeakyReLU(nn.Module):
+    """y = x if x > 0 else slope x (slope 0: ReLU), with jgan's multi-threaded kernel."""
+
+    def __init__(self, slope=0.0):
+        self.slope = slope
+
+    def execute(self, x):
+        return leaky_relu(x, self.slope)
 
 
 class NearestUpsample(nn.Module):
@@ -76,9 +86,9 @@ class Generator(nn.Module):
         widths = [ngf * 2 ** i for i in reversed(range(n))]
         block = UPSAMPLERS[upsample]
         layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
-                  nn.BatchNorm2d(widths[0]), nn.ReLU()]
+                  nn.BatchNorm2d(widths[0]), LeakyReLU()]
         for in_channels, out_channels in zip(widths, widths[1:]):
-            layers += [block(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU()]
+            layers += [block(in_channels, out_channels), nn.BatchNorm2d(out_channels), LeakyReLU()]
         layers += [block(widths[-1], channels), nn.Tanh()]
         self.nz = nz
         self.main = nn.Sequential(*layers)
@@ -96,10 +106,10 @@ class Discriminator(nn.Module):
         n = doublings(size)
         widths = [ndf * 2 ** i for i in range(n)]
         hidden_bias = norm == "none"
-        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), LeakyReLU(0.2)]
         for in_channels, out_channels in zip(widths, widths[1:]):
             layers += [nn.Conv2d(in_channels, out_channels, 4, 2, 1, bias=hidden_bias),
-                       *normalization(norm, out_channels), nn.LeakyReLU(0.2)]
+                       *normalization(norm, out_channels), LeakyReLU(0.2)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
         dcgan_init(self)
