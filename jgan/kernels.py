@@ -1,8 +1,9 @@
 """Hand-written kernels for the operations Jittor's generated code runs slowly on the CPU.
 
 Jittor lowers 2x2 pooling and nearest upsampling to generic index kernels and runs them, like
-every kernel it generates for the CPU, on one thread; so are the per-channel sums that bias
-gradients need and the leaky ReLU with its gradient. Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`.
+every kernel it generates for the CPU, on one thread; so are the per-channel and per-feature-map
+sums, products and affine maps of bias gradients and of batch, instance and adaptive instance
+normalisation, and the leaky ReLU with its gradient. Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`.
 The operations are linear and wrapped in `jt.Function`s whose gradient is again such a function
 or a plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties differentiate twice)
 stay on the fast path.
@@ -135,107 +136,187 @@ def upsample_nearest_2x(x):
     return _Repeat2x(1.0)(x)
 
 
-_CHANNEL_SUM_CPU = """
-    const int batch = in0_shape0, channels = in0_shape1;
+_GROUP_LAYOUT = """
     const long long plane = (long long)in0_shape2 * in0_shape3;
+    const long long groups = PER_CHANNEL ? in0_shape1 : (long long)in0_shape0 * in0_shape1;
+    const long long reps = PER_CHANNEL ? in0_shape0 : 1, stride = PER_CHANNEL ? in0_shape1 : 0;
+"""
+
+_GROUP_REDUCE_CPU = _GROUP_LAYOUT + """
     #pragma omp parallel for
-    for (int c = 0; c < channels; c++) {
+    for (long long g = 0; g < groups; g++) {
         in0_type total = 0;
-        for (int n = 0; n < batch; n++) {
-            const in0_type* x = in0_p + ((long long)n * channels + c) * plane;
+        for (long long j = 0; j < reps; j++) {
+            const long long offset = (j * stride + g) * plane;
             in0_type partial = 0;
             #pragma omp simd reduction(+:partial)
-            for (long long k = 0; k < plane; k++) partial += x[k];
+            for (long long k = offset; k < offset + plane; k++) partial += TERM;
             total += partial;
         }
-        out0_p[c] = total;
+        out0_p[g] = total;
     }
 """
 
-_CHANNEL_SUM_CUDA_HEADER = """
-__global__ static void channel_sum_kernel(@ARGS_DEF) {
-    @PRECALC
+_GROUP_REDUCE_CUDA_HEADER = """
+__global__ static void group_reduce_kernel(@ARGS_DEF) {
+    @PRECALC""" + _GROUP_LAYOUT + """
     __shared__ in0_type partial[256];
-    const int c = blockIdx.x;
-    const long long plane = (long long)in0_shape2 * in0_shape3, count = in0_shape0 * plane;
+    const long long g = blockIdx.x;
     in0_type total = 0;
-    for (long long k = threadIdx.x; k < count; k += blockDim.x)
-        total += in0_p[((k / plane) * in0_shape1 + c) * plane + k % plane];
+    for (long long i = threadIdx.x; i < reps * plane; i += blockDim.x) {
+        const long long k = ((i / plane) * stride + g) * plane + i % plane;
+        total += TERM;
+    }
     partial[threadIdx.x] = total;
     __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+        if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
         __syncthreads();
     }
-    if (threadIdx.x == 0) out0_p[c] = partial[0];
+    if (threadIdx.x == 0) out0_p[g] = partial[0];
 }
 """
 
+_GROUP_REDUCE_CUDA = ("group_reduce_kernel<<<PER_CHANNEL ? in0_shape1 : in0_shape0 * in0_shape1, 256>>>"
+                      "(@ARGS);")
 
-_ADD_BIAS_CPU = """
-    const long long planes = (long long)in0_shape0 * in0_shape1, plane = (long long)in0_shape2 * in0_shape3;
-    #pragma omp parallel for
-    for (long long p = 0; p < planes; p++) {
-        const in0_type b = in1_p[p % in0_shape1];
-        const in0_type* x = in0_p + p * plane;
-        out0_type* y = out0_p + p * plane;
-        #pragma omp simd
-        for (long long k = 0; k < plane; k++) y[k] = x[k] + b;
+_GROUP_AFFINE_CPU = _GROUP_LAYOUT + """
+    #pragma omp parallel for collapse(2)
+    for (long long j = 0; j < reps; j++) {
+        for (long long g = 0; g < groups; g++) {
+            const long long offset = (j * stride + g) * plane;
+            const in0_type scale = SCALE, shift = SHIFT;
+            #pragma omp simd
+            for (long long k = offset; k < offset + plane; k++) out0_p[k] = in0_p[k] * scale + shift;
+        }
     }
 """
 
-_ADD_BIAS_CUDA_HEADER = """
-__global__ static void add_bias_kernel(@ARGS_DEF) {
-    @PRECALC
-    const long long plane = (long long)in0_shape2 * in0_shape3;
+_GROUP_AFFINE_CUDA_HEADER = """
+__global__ static void group_affine_kernel(@ARGS_DEF) {
+    @PRECALC""" + _GROUP_LAYOUT + """
     const long long count = (long long)in0_shape0 * in0_shape1 * plane;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
-         k += (long long)gridDim.x * blockDim.x)
-        out0_p[k] = in0_p[k] + in1_p[(k / plane) % in0_shape1];
+         k += (long long)gridDim.x * blockDim.x) {
+        const long long g = PER_CHANNEL ? (k / plane) % in0_shape1 : k / plane;
+        out0_p[k] = in0_p[k] * (SCALE) + (SHIFT);
+    }
 }
 """
 
-_ADD_BIAS_CUDA = ("add_bias_kernel<<<(int)std::min(((long long)in0_shape0 * in0_shape1 * in0_shape2 * in0_shape3"
-                  " + 255) / 256, 65536LL), 256>>>(@ARGS);")
+_GROUP_AFFINE_CUDA = ("group_affine_kernel<<<(int)std::min(((long long)in0_shape0 * in0_shape1 * in0_shape2"
+                      " * in0_shape3 + 255) / 256, 65536LL), 256>>>(@ARGS);")
 
 
-class _ChannelSum(jt.Function):
-    """(N, C, H, W) -> (C,): the sum over batch and pixels; its adjoint is a broadcast."""
+def _layout(source, per_channel):
+    return source.replace("PER_CHANNEL", "1" if per_channel else "0")
+
+
+def _group_shape(x, per_channel):
+    """Channel statistics are (C,), feature-map statistics (N, C)."""
+    return (x.shape[1],) if per_channel else (x.shape[0], x.shape[1])
+
+
+def _group_reduce(inputs, term, per_channel):
+    """out[g] = the sum of `term` (a C expression of in0_p[k], in1_p[k]) over group g."""
+    x = inputs[0]
+    source = _layout(_GROUP_REDUCE_CPU, per_channel).replace("TERM", term)
+    header = _layout(_GROUP_REDUCE_CUDA_HEADER, per_channel).replace("TERM", term)
+    return jt.code(_group_shape(x, per_channel), x.dtype, inputs, cpu_src=source,
+                   cuda_header=header, cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel))
+
+
+class _GroupSum(jt.Function):
+    """Sum over each group; its adjoint is a broadcast."""
+
+    def __init__(self, per_channel):
+        self.per_channel = per_channel
 
     def execute(self, x):
         self.shape = x.shape
-        return jt.code([x.shape[1]], x.dtype, [x], cpu_src=_CHANNEL_SUM_CPU,
-                       cuda_header=_CHANNEL_SUM_CUDA_HEADER,
-                       cuda_src="channel_sum_kernel<<<in0_shape1, 256>>>(@ARGS);")
+        return _group_reduce([x], "in0_p[k]", self.per_channel)
 
     def grad(self, grad):
-        return grad.broadcast(self.shape, [0, 2, 3])
+        return grad.broadcast(self.shape, [0, 2, 3] if self.per_channel else [2, 3])
 
 
-class _AddChannelBias(jt.Function):
-    """x + b per channel; the bias gradient is a multi-threaded channel sum."""
+class _GroupDot(jt.Function):
+    """Sum over each group of a b; its adjoint scales b and a by the group's gradient.
 
-    def execute(self, x, bias):
-        return jt.code(x.shape, x.dtype, [x, bias], cpu_src=_ADD_BIAS_CPU,
-                       cuda_header=_ADD_BIAS_CUDA_HEADER, cuda_src=_ADD_BIAS_CUDA)
+    The gradient uses the caller's a and b (not the taped copies execute receives), so that a
+    second differentiation reaches them."""
+
+    def __init__(self, per_channel, a, b):
+        self.per_channel, self.a, self.b = per_channel, a, b
+
+    def execute(self, a, b):
+        return _group_reduce([a, b], "in0_p[k] * in1_p[k]", self.per_channel)
 
     def grad(self, grad):
-        return grad, _ChannelSum()(grad)
+        return (group_affine(self.b, grad, None, self.per_channel),
+                group_affine(self.a, grad, None, self.per_channel))
 
 
-def channel_sum(x):
-    """y[c] = sum over n, i, j of x[n, c, i, j]."""
+class _GroupAffine(jt.Function):
+    """x scale[g] + shift[g]; scale or shift may be None (1 or 0). Like _GroupDot, the gradient
+    uses the caller's x and scale."""
+
+    def __init__(self, per_channel, x, scale):
+        self.per_channel, self.x, self.scale = per_channel, x, scale
+
+    def execute(self, x, scale, shift):
+        self.has_shift = shift is not None
+        inputs = [x] + [v for v in (scale, shift) if v is not None]
+        scale_term = "in1_p[g]" if scale is not None else "1"
+        shift_term = f"in{len(inputs) - 1}_p[g]" if shift is not None else "0"
+
+        def fill(source):
+            return _layout(source, self.per_channel).replace("SCALE", scale_term).replace("SHIFT", shift_term)
+        return jt.code(x.shape, x.dtype, inputs, cpu_src=fill(_GROUP_AFFINE_CPU),
+                       cuda_header=fill(_GROUP_AFFINE_CUDA_HEADER), cuda_src=_GROUP_AFFINE_CUDA)
+
+    def grad(self, grad):
+        shift_grad = group_sum(grad, self.per_channel) if self.has_shift else None
+        if self.scale is None:
+            return grad, None, shift_grad
+        return (group_affine(grad, self.scale, None, self.per_channel),
+                group_dot(grad, self.x, self.per_channel), shift_grad)
+
+
+def _check_group_input(name, x, per_channel, *stats):
     if len(x.shape) != 4:
-        raise ValueError(f"channel_sum needs a (N, C, H, W) input, got {tuple(x.shape)}.")
-    return _ChannelSum()(x)
+        raise ValueError(f"{name} needs a (N, C, H, W) input, got {tuple(x.shape)}.")
+    expected = _group_shape(x, per_channel)
+    for value in stats:
+        if value is not None and tuple(value.shape) != expected:
+            raise ValueError(f"{name} of a {tuple(x.shape)} input takes {expected} per-group "
+                             f"values, got {tuple(value.shape)}.")
+
+
+def group_sum(x, per_channel):
+    """The sums of x (N, C, H, W) over each channel, (C,), or over each feature map, (N, C)."""
+    _check_group_input("group_sum", x, per_channel)
+    return _GroupSum(per_channel)(x)
+
+
+def group_dot(a, b, per_channel):
+    """The sums of a b over each channel (C,) or each feature map (N, C)."""
+    _check_group_input("group_dot", a, per_channel)
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"group_dot takes two inputs of one shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
+    return _GroupDot(per_channel, a, b)(a, b)
+
+
+def group_affine(x, scale, shift, per_channel):
+    """y = x scale + shift with one scale and shift per channel, (C,), or per feature map, (N, C);
+    None stands for 1 (scale) or 0 (shift)."""
+    _check_group_input("group_affine", x, per_channel, scale, shift)
+    return _GroupAffine(per_channel, x, scale)(x, scale, shift)
 
 
 def add_channel_bias(x, bias):
     """y[n, c, i, j] = x[n, c, i, j] + bias[c]."""
-    if len(x.shape) != 4 or tuple(bias.shape) != (x.shape[1],):
-        raise ValueError(f"a bias of shape ({x.shape[1]},) is added to (N, C, H, W) inputs; got "
-                         f"{tuple(bias.shape)} and {tuple(x.shape)}.")
-    return _AddChannelBias()(x, bias)
+    return group_affine(x, None, bias, per_channel=True)
 
 
 _ELEMENTWISE_CPU = """

@@ -14,8 +14,10 @@ from jittor import nn
 
 from jgan import kernels
 from jgan.kernels import add_channel_bias, average_pool_2x2, upsample_nearest_2x
+from jgan.norms import moments, normalize
 
 LRELU_SLOPE = 0.2
+INSTANCE_NORM_EPS = 1e-5
 
 
 def check_shape(name, x, expected):
@@ -180,14 +182,10 @@ class NoiseInjection(nn.Module):
         return x + self.weight * self.scale * noise
 
 
-def instance_norm(x, eps=1e-5):
-    """(x - mean_hw(x)) / sqrt(var_hw(x) + eps), the biased variance over each feature map."""
-    centered = x - x.mean(dims=[2, 3], keepdims=True)
-    return centered / jt.sqrt(centered.sqr().mean(dims=[2, 3], keepdims=True) + eps)
-
-
 class AdaptiveInstanceNorm(nn.Module):
     """AdaIN(x, w) = gamma(w) * instance_norm(x) + beta(w), (gamma, beta) = EqualLinear(w).
+
+    instance_norm(x) = (x - mean_hw(x)) / sqrt(var_hw(x) + 1e-5), the biased variance of each map.
 
     The instance norm has no affine parameters of its own; the style layer's bias starts at
     gamma = 1, beta = 0 so that AdaIN starts as a plain instance norm.
@@ -200,9 +198,10 @@ class AdaptiveInstanceNorm(nn.Module):
 
     def execute(self, x, w):
         check_shape("AdaIN input", x, (None, self.channels, None, None))
-        style = self.style(w).reshape(w.shape[0], 2 * self.channels, 1, 1)
+        style = self.style(w)
         gamma, beta = style[:, :self.channels], style[:, self.channels:]
-        return gamma * instance_norm(x) + beta
+        mean, mean_square = moments(x, per_channel=False)
+        return normalize(x, False, mean, mean_square, gamma, beta, INSTANCE_NORM_EPS)[0]
 
 
 class ConstantInput(nn.Module):

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from jgan.kernels import (add_channel_bias, average_pool_2x2, channel_sum, leaky_relu,
-                          upsample_nearest_2x)
+from jgan.kernels import (add_channel_bias, average_pool_2x2, group_affine, group_dot, group_sum,
+                          leaky_relu, upsample_nearest_2x)
 from jgan.optim import FusedAdam
 from parity import assert_close
 from reference.optim_torch import EpsHatAdam
@@ -82,10 +82,26 @@ def test_channel_bias_matches_torch_to_second_order():
         assert_close(f"channel bias {label}", jt_value, th_value, atol=1e-4, rtol=1e-5)
 
 
-def test_channel_sum_of_a_large_tensor_matches_numpy():
-    x = random_array(16, 70, 33, 17)       # more channels than threads, odd plane size
-    assert_close("channel_sum", channel_sum(jt.array(x)), x.astype(np.float64).sum((0, 2, 3)),
-                 atol=1e-5, rtol=1e-5)
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_group_kernels_match_numpy_on_a_large_tensor(per_channel):
+    a, b = random_array(16, 70, 33, 17), random_array(16, 70, 33, 17, seed=1)   # odd plane size
+    axes = (0, 2, 3) if per_channel else (2, 3)
+    groups = (70,) if per_channel else (16, 70)
+    scale, shift = random_array(*groups, seed=2), random_array(*groups, seed=3)
+    expand = (lambda v: v.reshape(1, -1, 1, 1)) if per_channel else (lambda v: v[:, :, None, None])
+    assert_close("group_sum", group_sum(jt.array(a), per_channel), a.astype(np.float64).sum(axes),
+                 atol=1e-4, rtol=1e-5)
+    assert_close("group_dot", group_dot(jt.array(a), jt.array(b), per_channel),
+                 (a.astype(np.float64) * b).sum(axes), atol=1e-4, rtol=1e-5)
+    assert_close("group_affine", group_affine(jt.array(a), jt.array(scale), jt.array(shift), per_channel),
+                 a * expand(scale) + expand(shift), atol=1e-6, rtol=1e-6)
+
+
+def test_group_kernels_refuse_wrong_shapes():
+    with pytest.raises(ValueError, match=r"takes \(3,\) per-group values"):
+        group_affine(jt.zeros((2, 3, 4, 4)), jt.ones(4), None, per_channel=True)
+    with pytest.raises(ValueError, match="needs a"):
+        group_sum(jt.zeros((2, 3, 4)), per_channel=True)
 
 
 def adam_run(make_optimizer, params, losses, step, set_lr):

@@ -12,6 +12,7 @@ from jittor import nn
 
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
+from jgan.norms import BatchNorm2d, InstanceNorm2d
 
 ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
 CRITIC_NORMS = ("instance", "none")
@@ -53,7 +54,7 @@ def normalization(kind, channels):
     """The layers that follow a hidden conv: [] for none, else [BatchNorm2d] or [InstanceNorm2d(affine)]."""
     if kind == "none":
         return []
-    return [{"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d}[kind](channels, affine=True)]
+    return [{"batch": BatchNorm2d, "instance": InstanceNorm2d}[kind](channels, affine=True)]
 
 
 def doublings(size):
@@ -86,9 +87,9 @@ class Generator(nn.Module):
         widths = [ngf * 2 ** i for i in reversed(range(n))]
         block = UPSAMPLERS[upsample]
         layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
-                  nn.BatchNorm2d(widths[0]), LeakyReLU()]
+                  BatchNorm2d(widths[0]), LeakyReLU()]
         for in_channels, out_channels in zip(widths, widths[1:]):
-            layers += [block(in_channels, out_channels), nn.BatchNorm2d(out_channels), LeakyReLU()]
+            layers += [block(in_channels, out_channels), BatchNorm2d(out_channels), LeakyReLU()]
         layers += [block(widths[-1], channels), nn.Tanh()]
         self.nz = nz
         self.main = nn.Sequential(*layers)
