@@ -382,3 +382,58 @@ class _LeakyReLU(jt.Function):
 def leaky_relu(x, slope):
     """y = x if x > 0 else slope * x (slope > 0), element-wise."""
     return _LeakyReLU(slope)(x)
+
+
+_MULTI_TENSOR_CPU_HEADER = """
+template <class T>
+static void multi_tensor_ARITY(PARAMETERS, long long count, const T* h) {
+    #pragma omp parallel for if (count > 16384)
+    for (long long i = 0; i < count; i++) { BODY }
+}
+"""
+
+_MULTI_TENSOR_CUDA_HEADER = """
+template <class T>
+__global__ static void multi_tensor_ARITY(PARAMETERS, long long count, const T* h) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count;
+         i += (long long)gridDim.x * blockDim.x) { BODY }
+}
+"""
+
+
+def multi_tensor_update(body, roles, hyper, outputs):
+    """Apply `body` element-wise to k tensors at once, in one kernel op (one launch per tensor).
+
+    `roles` is a list of r lists of k Vars (e.g. parameters, gradients, moments): tensor j of every
+    role has one shape. `body` is C code over element i that reads in0[i] .. in{r-1}[i] and the
+    float32 Var `hyper` as h[0], h[1], ... and writes out0[i] .. out{outputs-1}[i]. Returns
+    `outputs` lists of k new Vars. The hyper-parameters are data, so changing them compiles
+    nothing.
+    """
+    count = len(roles[0])
+    if any(len(role) != count for role in roles) or count == 0:
+        raise ValueError("multi_tensor_update needs the same positive number of tensors in every role.")
+    dtype = roles[0][0].dtype
+    if any(var.dtype != dtype for role in roles for var in role):
+        raise ValueError(f"multi_tensor_update needs tensors of one dtype ({dtype}).")
+    arity = f"{len(roles)}_{outputs}"
+    parameters = ", ".join([f"const T* __restrict__ in{r}" for r in range(len(roles))]
+                           + [f"T* __restrict__ out{o}" for o in range(outputs)])
+    first_output = len(roles) * count
+
+    def arguments(j):
+        return ", ".join([f"in{r * count + j}_p" for r in range(len(roles))]
+                         + [f"out{o * count + j}_p" for o in range(outputs)]
+                         + [f"in{j}->num", f"in{first_output}_p"])
+
+    def header(template):
+        return (template.replace("ARITY", arity).replace("PARAMETERS", parameters)
+                .replace("BODY", body))
+    cpu_src = "\n".join(f"multi_tensor_{arity}({arguments(j)});" for j in range(count))
+    cuda_src = "\n".join(f"multi_tensor_{arity}<<<(int)std::min<long long>((in{j}->num + 255) / 256, 65536), 256>>>"
+                         f"({arguments(j)});" for j in range(count))
+    shapes = [var.shape for var in roles[0]] * outputs
+    new = jt.code(shapes, [dtype] * len(shapes), [var for role in roles for var in role] + [hyper],
+                  cpu_header=header(_MULTI_TENSOR_CPU_HEADER), cpu_src=cpu_src,
+                  cuda_header=header(_MULTI_TENSOR_CUDA_HEADER), cuda_src=cuda_src)
+    return [list(new[o * count:(o + 1) * count]) for o in range(outputs)]

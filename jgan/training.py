@@ -17,6 +17,7 @@ from jgan import checkpoint as ckpt
 from jgan.config import save_config
 from jgan.data import training_stream
 from jgan.errors import CheckpointError, ConfigError, JganError
+from jgan.kernels import multi_tensor_update
 from jgan.losses import build_loss
 from jgan.networks import build_networks, latent_dim
 from jgan.optim import FusedAdam
@@ -25,6 +26,7 @@ from jgan.visual import plot_log, save_grid
 
 NO_MIXING = 10 ** 6  # a crossover beyond every layer: the first latent styles them all
 W_AVG_DECAY = 0.995  # running average of the mapping output, the centre of truncation (Karras et al.)
+EMA_BODY = "out0[i] = in0[i] * h[0] + in1[i] * h[1];"   # ema * decay + weight * (1 - decay)
 
 
 def is_main_process():
@@ -54,15 +56,23 @@ def copy_weights(source, target):
 
 
 def accumulate(ema, model, decay):
-    """EMA of the weights, ema = decay * ema + (1 - decay) * model; buffers copied as they are."""
+    """EMA of the weights, ema = decay * ema + (1 - decay) * model (one multi-tensor kernel op);
+    buffers copied as they are."""
     trainable = {id(p) for p in model.parameters() if not p.is_stop_grad()}
     model_state = model.state_dict()
+    averaged, sources = [], []
     for name, var in ema.state_dict().items():
         source = model_state[name]
         if id(source) in trainable:
-            var.update(var * decay + source.detach() * (1 - decay))
+            averaged.append(var)
+            sources.append(source.detach())
         else:
             var.update(source.detach())
+    if averaged:
+        hyper = jt.array([decay, 1 - decay], dtype=averaged[0].dtype)
+        updated, = multi_tensor_update(EMA_BODY, [averaged, sources], hyper, outputs=1)
+        for var, new in zip(averaged, updated):
+            var.update(new)
 
 
 class Trainer:

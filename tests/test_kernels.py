@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from jgan.kernels import (add_channel_bias, average_pool_2x2, group_affine, group_dot, group_sum,
-                          leaky_relu, upsample_nearest_2x)
+                          leaky_relu, multi_tensor_update, upsample_nearest_2x)
 from jgan.optim import FusedAdam
 from parity import assert_close
 from reference.optim_torch import EpsHatAdam
@@ -102,6 +102,19 @@ def test_group_kernels_refuse_wrong_shapes():
         group_affine(jt.zeros((2, 3, 4, 4)), jt.ones(4), None, per_channel=True)
     with pytest.raises(ValueError, match="needs a"):
         group_sum(jt.zeros((2, 3, 4)), per_channel=True)
+
+
+def test_multi_tensor_update_applies_its_body_to_every_tensor():
+    a = [random_array(*shape, seed=k) for k, shape in enumerate([(3,), (50000,), (2, 5, 7)])]
+    b = [random_array(*x.shape, seed=9) for x in a]
+    hyper = jt.array([2.0, -1.0])
+    sums, products = multi_tensor_update("out0[i] = h[0] * in0[i] + h[1] * in1[i]; out1[i] = in0[i] * in1[i];",
+                                         [[jt.array(x) for x in a], [jt.array(y) for y in b]], hyper, outputs=2)
+    for x, y, total, product in zip(a, b, sums, products):
+        assert_close("linear combination", total, 2 * x - y, atol=1e-6)
+        assert_close("product", product, x * y, atol=1e-6)
+    with pytest.raises(ValueError, match="same positive number of tensors"):
+        multi_tensor_update("out0[i] = in0[i];", [[jt.array(a[0])], []], hyper, outputs=1)
 
 
 def adam_run(make_optimizer, params, losses, step, set_lr):
