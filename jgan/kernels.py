@@ -1,12 +1,13 @@
 """Hand-written kernels for the operations Jittor's generated code runs slowly on the CPU.
 
-Jittor lowers 2x2 pooling and nearest upsampling to generic index kernels and runs them, like
-every kernel it generates for the CPU, on one thread; so are the per-channel and per-feature-map
-sums, products and affine maps of bias gradients and of batch, instance and adaptive instance
-normalisation, and the leaky ReLU with its gradient. Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`.
-The operations are linear and wrapped in `jt.Function`s whose gradient is again such a function
-or a plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties differentiate twice)
-stay on the fast path.
+Jittor lowers 2x2 pooling, nearest upsampling and the blur to generic index kernels and runs them,
+like every kernel it generates for the CPU, on one thread; so are the per-channel and
+per-feature-map sums, products and affine maps of bias gradients and of batch, instance and
+adaptive instance normalisation, the leaky ReLU with its gradient, and the optimiser's updates.
+Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`. The
+differentiable ones are wrapped in `jt.Function`s whose gradient is again such a function or a
+plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties differentiate twice) stay
+on the fast path.
 """
 import jittor as jt
 
@@ -187,7 +188,7 @@ _GROUP_AFFINE_CPU = _GROUP_LAYOUT + """
             const long long offset = (j * stride + g) * plane;
             const in0_type scale = SCALE, shift = SHIFT;
             #pragma omp simd
-            for (long long k = offset; k < offset + plane; k++) out0_p[k] = in0_p[k] * scale + shift;
+            for (long long k = offset; k < offset + plane; k++) out0_p[k] = ACTIVATION(in0_p[k] * scale + shift);
         }
     }
 """
@@ -199,7 +200,7 @@ __global__ static void group_affine_kernel(@ARGS_DEF) {
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
          k += (long long)gridDim.x * blockDim.x) {
         const long long g = PER_CHANNEL ? (k / plane) % in0_shape1 : k / plane;
-        out0_p[k] = in0_p[k] * (SCALE) + (SHIFT);
+        out0_p[k] = ACTIVATION(in0_p[k] * (SCALE) + (SHIFT));
     }
 }
 """
@@ -257,25 +258,50 @@ class _GroupDot(jt.Function):
                 group_affine(self.a, grad, None, self.per_channel))
 
 
-class _GroupAffine(jt.Function):
-    """x scale[g] + shift[g]; scale or shift may be None (1 or 0). Like _GroupDot, the gradient
-    uses the caller's x and scale."""
+class _GroupSquareSum(jt.Function):
+    """Sum over each group of x^2; its adjoint scales 2 x by the group's gradient."""
 
-    def __init__(self, per_channel, x, scale):
-        self.per_channel, self.x, self.scale = per_channel, x, scale
+    def __init__(self, per_channel, x):
+        self.per_channel, self.x = per_channel, x
+
+    def execute(self, x):
+        return _group_reduce([x], "in0_p[k] * in0_p[k]", self.per_channel)
+
+    def grad(self, grad):
+        return group_affine(self.x, 2 * grad, None, self.per_channel)
+
+
+class _GroupAffine(jt.Function):
+    """act(x scale[g] + shift[g]); scale or shift may be None (1 or 0), act a leaky ReLU of the
+    given slope or none. Like _GroupDot, the gradient uses the caller's x and scale."""
+
+    def __init__(self, per_channel, x, scale, slope):
+        self.per_channel, self.x, self.scale, self.slope = per_channel, x, scale, slope
 
     def execute(self, x, scale, shift):
         self.has_shift = shift is not None
         inputs = [x] + [v for v in (scale, shift) if v is not None]
-        scale_term = "in1_p[g]" if scale is not None else "1"
-        shift_term = f"in{len(inputs) - 1}_p[g]" if shift is not None else "0"
+        terms = {"SCALE": "in1_p[g]" if scale is not None else "1",
+                 "SHIFT": f"in{len(inputs) - 1}_p[g]" if shift is not None else "0"}
+        helper = ("" if self.slope is None else
+                  f"template <class T> inline HOST_DEVICE T leaky(T v) {{ return {_leaky('v', 'v', self.slope)}; }}")
 
         def fill(source):
-            return _layout(source, self.per_channel).replace("SCALE", scale_term).replace("SHIFT", shift_term)
-        return jt.code(x.shape, x.dtype, inputs, cpu_src=fill(_GROUP_AFFINE_CPU),
-                       cuda_header=fill(_GROUP_AFFINE_CUDA_HEADER), cuda_src=_GROUP_AFFINE_CUDA)
+            source = _layout(source, self.per_channel).replace("ACTIVATION", "" if self.slope is None else "leaky")
+            for name, term in terms.items():
+                source = source.replace(name, term)
+            return source
+        y = jt.code(x.shape, x.dtype, inputs, cpu_header=helper.replace("HOST_DEVICE ", ""),
+                    cpu_src=fill(_GROUP_AFFINE_CPU),
+                    cuda_header=helper.replace("HOST_DEVICE", "__device__") + fill(_GROUP_AFFINE_CUDA_HEADER),
+                    cuda_src=_GROUP_AFFINE_CUDA)
+        if self.slope is not None:
+            self.output = y.detach()
+        return y
 
     def grad(self, grad):
+        if self.slope is not None:
+            grad = _LeakyReLUGrad(self.output, self.slope)(grad)
         shift_grad = group_sum(grad, self.per_channel) if self.has_shift else None
         if self.scale is None:
             return grad, None, shift_grad
@@ -307,16 +333,23 @@ def group_dot(a, b, per_channel):
     return _GroupDot(per_channel, a, b)(a, b)
 
 
-def group_affine(x, scale, shift, per_channel):
+def group_square_sum(x, per_channel):
+    """The sums of x^2 over each channel (C,) or each feature map (N, C)."""
+    _check_group_input("group_square_sum", x, per_channel)
+    return _GroupSquareSum(per_channel, x)(x)
+
+
+def group_affine(x, scale, shift, per_channel, slope=None):
     """y = x scale + shift with one scale and shift per channel, (C,), or per feature map, (N, C);
-    None stands for 1 (scale) or 0 (shift)."""
+    None stands for 1 (scale) or 0 (shift). With a `slope`, y is followed by a leaky ReLU of that
+    slope in the same pass (0: ReLU), and the value before it is never stored."""
     _check_group_input("group_affine", x, per_channel, scale, shift)
-    return _GroupAffine(per_channel, x, scale)(x, scale, shift)
+    return _GroupAffine(per_channel, x, scale, slope)(x, scale, shift)
 
 
-def add_channel_bias(x, bias):
-    """y[n, c, i, j] = x[n, c, i, j] + bias[c]."""
-    return group_affine(x, None, bias, per_channel=True)
+def add_channel_bias(x, bias, slope=None):
+    """y[n, c, i, j] = x[n, c, i, j] + bias[c], followed by a leaky ReLU when a `slope` is given."""
+    return group_affine(x, None, bias, per_channel=True, slope=slope)
 
 
 _ELEMENTWISE_CPU = """
@@ -437,3 +470,71 @@ def multi_tensor_update(body, roles, hyper, outputs):
                   cpu_header=header(_MULTI_TENSOR_CPU_HEADER), cpu_src=cpu_src,
                   cuda_header=header(_MULTI_TENSOR_CUDA_HEADER), cuda_src=cuda_src)
     return [list(new[o * count:(o + 1) * count]) for o in range(outputs)]
+
+
+_BINOMIAL_BLUR_CPU = """
+    const long long planes = (long long)in0_shape0 * in0_shape1;
+    const int height = in0_shape2, width = in0_shape3;
+    #pragma omp parallel for
+    for (long long p = 0; p < planes; p++) {
+        const in0_type* x = in0_p + p * height * width;
+        out0_type* y = out0_p + p * height * width;
+        for (int i = 0; i < height; i++) {
+            for (int j = 0; j < width; j++) {
+                in0_type total = 0;
+                for (int a = -1; a <= 1; a++) {
+                    if (i + a < 0 || i + a >= height) continue;
+                    const in0_type* row = x + (i + a) * width;
+                    const in0_type tap = a == 0 ? 2 : 1;
+                    in0_type line = 2 * row[j];
+                    if (j > 0) line += row[j - 1];
+                    if (j + 1 < width) line += row[j + 1];
+                    total += tap * line;
+                }
+                y[i * width + j] = total * (in0_type)0.0625;
+            }
+        }
+    }
+"""
+
+_BINOMIAL_BLUR_CUDA_HEADER = """
+__global__ static void binomial_blur_kernel(@ARGS_DEF) {
+    @PRECALC
+    const int height = in0_shape2, width = in0_shape3;
+    const long long count = (long long)in0_shape0 * in0_shape1 * height * width;
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
+         k += (long long)gridDim.x * blockDim.x) {
+        const int j = k % width, i = (k / width) % height;
+        const in0_type* x = in0_p + (k / ((long long)height * width)) * height * width;
+        in0_type total = 0;
+        for (int a = -1; a <= 1; a++) {
+            if (i + a < 0 || i + a >= height) continue;
+            const in0_type* row = x + (i + a) * width;
+            in0_type line = 2 * row[j];
+            if (j > 0) line += row[j - 1];
+            if (j + 1 < width) line += row[j + 1];
+            total += (a == 0 ? 2 : 1) * line;
+        }
+        out0_p[k] = total * (in0_type)0.0625;
+    }
+}
+"""
+
+
+class _BinomialBlur(jt.Function):
+    """The 3x3 binomial filter with zero padding: symmetric, so it is its own adjoint."""
+
+    def execute(self, x):
+        return jt.code(x.shape, x.dtype, [x], cpu_src=_BINOMIAL_BLUR_CPU,
+                       cuda_header=_BINOMIAL_BLUR_CUDA_HEADER,
+                       cuda_src=_LAUNCH.format(name="binomial_blur_kernel"))
+
+    def grad(self, grad):
+        return _BinomialBlur()(grad)
+
+
+def binomial_blur(x):
+    """y = x * k per feature map, k = [1 2 1]^T [1 2 1] / 16, zero padding 1."""
+    if len(x.shape) != 4:
+        raise ValueError(f"binomial_blur needs a (N, C, H, W) input, got {tuple(x.shape)}.")
+    return _BinomialBlur()(x)

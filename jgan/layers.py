@@ -13,7 +13,7 @@ import jittor as jt
 from jittor import nn
 
 from jgan import kernels
-from jgan.kernels import add_channel_bias, average_pool_2x2, upsample_nearest_2x
+from jgan.kernels import add_channel_bias, average_pool_2x2, binomial_blur, upsample_nearest_2x
 from jgan.norms import moments, normalize
 
 LRELU_SLOPE = 0.2
@@ -71,23 +71,31 @@ class EqualConv2d(nn.Module):
                                                kernel_size).astype(np.float32))
         self.bias = jt.zeros(out_channels)
 
-    def execute(self, x):
+    def execute(self, x, slope=None):
+        """With a `slope`, a leaky ReLU of that slope follows in the same pass as the bias."""
+        return add_channel_bias(self.convolve(x), self.bias, slope)
+
+    def convolve(self, x):
+        """conv2d(x, c W), without the bias."""
         check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
-        return add_channel_bias(nn.conv2d(x, self.weight * self.scale, padding=self.padding), self.bias)
+        return nn.conv2d(x, self.weight * self.scale, padding=self.padding)
 
 
 class UpsampleConv2d(EqualConv2d):
     """y = conv2d(upsample_nearest_2x(x), c W) + b: nearest x2 upsampling followed by an EqualConv2d."""
 
-    def execute(self, x):
-        return super().execute(upsample_nearest_2x(x))
+    def execute(self, x, slope=None):
+        return super().execute(upsample_nearest_2x(x), slope)
 
 
 class ConvDownsample2d(EqualConv2d):
-    """y = avg_pool_2x2(conv2d(x, c W) + b): an EqualConv2d followed by 2x2 average pooling."""
+    """y = avg_pool_2x2(conv2d(x, c W) + b): an EqualConv2d followed by 2x2 average pooling.
 
-    def execute(self, x):
-        return average_pool_2x2(super().execute(x))
+    The bias is added after the pooling (the same value: it is constant over each channel), in
+    the pass of the optional leaky ReLU."""
+
+    def execute(self, x, slope=None):
+        return add_channel_bias(average_pool_2x2(self.convolve(x)), self.bias, slope)
 
 
 def fused_kernel(weight):
@@ -127,16 +135,17 @@ class FusedUpsample(FusedResample):
     def __init__(self, in_channels, out_channels, kernel_size, padding=0):
         super().__init__(in_channels, out_channels, kernel_size, padding, transposed=True)
 
-    def execute(self, x):
+    def execute(self, x, slope=None):
         return add_channel_bias(nn.conv_transpose2d(x, self.kernel(x), stride=2, padding=self.padding),
-                                self.bias)
+                                self.bias, slope)
 
 
 class FusedDownsample(FusedResample):
     """y = conv2d(x, fused_kernel(c W), stride 2) + b: conv and 2x2 average pooling in one op."""
 
-    def execute(self, x):
-        return add_channel_bias(nn.conv2d(x, self.kernel(x), stride=2, padding=self.padding), self.bias)
+    def execute(self, x, slope=None):
+        return add_channel_bias(nn.conv2d(x, self.kernel(x), stride=2, padding=self.padding), self.bias,
+                                slope)
 
 
 class PixelNorm(nn.Module):
@@ -149,19 +158,12 @@ class PixelNorm(nn.Module):
 class Blur(nn.Module):
     """y = x * k per channel, k = [1 2 1]^T [1 2 1] / 16, zero padding 1: a binomial low-pass filter.
 
-    A depthwise convolution with a constant kernel, so its gradient (of any order) is the
-    convolution with the flipped kernel, derived by Jittor's autograd. The kernel is not a
-    parameter and not part of the state dict.
+    A depthwise convolution with a constant symmetric kernel (jgan.kernels.binomial_blur), so its
+    gradient of any order is the same filter. The kernel is not a parameter and not state.
     """
 
-    def __init__(self):
-        taps = np.array([1.0, 2.0, 1.0], dtype=np.float32)
-        kernel = np.outer(taps, taps) / np.float32(16.0)
-        self._kernel = jt.array(kernel.reshape(1, 1, 3, 3)).stop_grad()
-
     def execute(self, x):
-        channels = x.shape[1]
-        return nn.conv2d(x, self._kernel.broadcast((channels, 1, 3, 3)), padding=1, groups=channels)
+        return binomial_blur(x)
 
 
 class NoiseInjection(nn.Module):
@@ -230,8 +232,7 @@ class FromRGB(EqualConv2d):
         self.activate = activate
 
     def execute(self, image):
-        out = super().execute(image)
-        return leaky_relu(out) if self.activate else out
+        return super().execute(image, LRELU_SLOPE if self.activate else None)
 
 
 class MinibatchStddev(nn.Module):

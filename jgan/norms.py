@@ -1,46 +1,50 @@
 """Batch, instance and adaptive instance normalisation on jgan's multi-threaded group kernels.
 
 A group is a channel (batch norm: its values over the batch and the pixels) or a feature map
-(instance norm). The statistics are E[x] and E[x^2] from jgan.kernels.group_sum / group_dot, and
-the output is one group_affine pass, y = x scale + shift with scale = weight / sqrt(var + eps),
-shift = bias - E[x] scale, var = max(E[x^2] - E[x]^2, 0): Jittor's own formulas, so that
-BatchNorm2d and InstanceNorm2d are drop-in subclasses of Jittor's layers (same parameters and
-state; Jittor keeps the biased batch variance as running variance; under MPI the batch statistics
-are averaged over the ranks). Every reduction of the gradients, of any order, runs on the group
-kernels too.
+(instance norm). The statistics are E[x] and E[x^2] from jgan.kernels.group_sum and
+group_square_sum, and the output is one group_affine pass, y = x scale + shift with
+scale = weight / sqrt(var + eps), shift = bias - E[x] scale, var = max(E[x^2] - E[x]^2, 0):
+Jittor's own formulas, so that BatchNorm2d and InstanceNorm2d are drop-in subclasses of Jittor's
+layers (same parameters and state; Jittor keeps the biased batch variance as running variance;
+under MPI the batch statistics are averaged over the ranks). Every reduction of the gradients, of
+any order, runs on the group kernels too. A leaky ReLU that follows can run in the same pass.
 """
 import jittor as jt
 from jittor import nn
 
-from jgan.kernels import group_affine, group_dot, group_sum
+from jgan.kernels import group_affine, group_square_sum, group_sum, leaky_relu
 
 
 def moments(x, per_channel):
     """(E[x], E[x^2]) over each channel, (C,), or each feature map, (N, C), of x (N, C, H, W)."""
     batch, _, height, width = x.shape
     count = (batch if per_channel else 1) * height * width
-    return group_sum(x, per_channel) / count, group_dot(x, x, per_channel) / count
+    return group_sum(x, per_channel) / count, group_square_sum(x, per_channel) / count
 
 
-def normalize(x, per_channel, mean, mean_square, weight, bias, eps):
+def normalize(x, per_channel, mean, mean_square, weight, bias, eps, slope=None):
     """(weight (x - mean) / sqrt(var + eps) + bias, var) per group; weight and bias are numbers,
-    per-channel (C,) values or, for feature maps, (N, C) values (numpy broadcasting)."""
+    per-channel (C,) values or, for feature maps, (N, C) values (numpy broadcasting). With a
+    `slope`, a leaky ReLU of that slope follows in the same pass."""
     var = (mean_square - mean * mean).maximum(0.0)
     scale = weight / jt.sqrt(var + eps)
     shift = bias - mean * scale
-    return group_affine(x, scale, shift, per_channel), var
+    return group_affine(x, scale, shift, per_channel, slope), var
 
 
 class BatchNorm2d(nn.BatchNorm):
-    """nn.BatchNorm2d whose training-mode statistics and affine map run on the group kernels."""
+    """nn.BatchNorm2d whose training-mode statistics and affine map run on the group kernels.
 
-    def execute(self, x):
+    With a `slope`, the leaky ReLU that follows the layer is applied in the same pass."""
+
+    def execute(self, x, slope=None):
         if not self.is_train:
-            return super().execute(x)
+            y = super().execute(x)
+            return y if slope is None else leaky_relu(y, slope)
         mean, mean_square = moments(x, per_channel=True)
         if self.sync and jt.in_mpi:
             mean, mean_square = mean.mpi_all_reduce("mean"), mean_square.mpi_all_reduce("mean")
-        y, var = normalize(x, True, mean, mean_square, self.weight, self.bias, self.eps)
+        y, var = normalize(x, True, mean, mean_square, self.weight, self.bias, self.eps, slope)
         self.running_mean.update(self.running_mean + (mean - self.running_mean) * self.momentum)
         self.running_var.update(self.running_var + (var - self.running_var) * self.momentum)
         return y
@@ -49,6 +53,6 @@ class BatchNorm2d(nn.BatchNorm):
 class InstanceNorm2d(nn.InstanceNorm):
     """nn.InstanceNorm2d (affine by default, as Jittor's) on the group kernels."""
 
-    def execute(self, x):
+    def execute(self, x, slope=None):
         mean, mean_square = moments(x, per_channel=False)
-        return normalize(x, False, mean, mean_square, self.weight, self.bias, self.eps)[0]
+        return normalize(x, False, mean, mean_square, self.weight, self.bias, self.eps, slope)[0]

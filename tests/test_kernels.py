@@ -97,6 +97,31 @@ def test_group_kernels_match_numpy_on_a_large_tensor(per_channel):
                  a * expand(scale) + expand(shift), atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("per_channel, slope", [(True, 0.0), (False, 0.2)])
+def test_group_affine_with_activation_matches_torch_to_second_order(per_channel, slope):
+    x = random_array(3, 4, 5, 6)
+    groups = (4,) if per_channel else (3, 4)
+    scale, shift = random_array(*groups, seed=3), random_array(*groups, seed=4)
+    r1, r2 = random_array(*x.shape, seed=1), random_array(*x.shape, seed=2)
+    expand = (lambda v: v.view(1, -1, 1, 1)) if per_channel else (lambda v: v[:, :, None, None])
+
+    def values(affine, grad, x, scale, r1, r2):
+        y = affine(x, scale)
+        first = grad((y * y * y * r1).sum(), x, True)
+        penalty = (first * first * r2).sum()
+        return y, first, grad(penalty, x, True), grad(penalty, scale, False)
+
+    jt_scale = jt.array(scale)
+    jt_values = values(lambda v, s: group_affine(v * v, s, jt.array(shift), per_channel, slope),
+                       jittor_grad, jt.array(x), jt_scale, jt.array(r1), jt.array(r2))
+    th_values = values(lambda v, s: F.leaky_relu(v * v * expand(s) + expand(torch.tensor(shift)), slope),
+                       torch_grad, torch.tensor(x, requires_grad=True),
+                       torch.tensor(scale, requires_grad=True), torch.tensor(r1), torch.tensor(r2))
+    labels = ("output", "d/dx", "second order d/dx", "second order d/dscale")
+    for label, jt_value, th_value in zip(labels, jt_values, th_values):
+        assert_close(f"group_affine + leaky ReLU {label}", jt_value, th_value, atol=1e-4, rtol=1e-5)
+
+
 def test_group_kernels_refuse_wrong_shapes():
     with pytest.raises(ValueError, match=r"takes \(3,\) per-group values"):
         group_affine(jt.zeros((2, 3, 4, 4)), jt.ones(4), None, per_channel=True)

@@ -16,7 +16,7 @@ from jgan.errors import ConfigError
 from jgan.layers import (AdaptiveInstanceNorm, Blur, ConstantInput, ConvDownsample2d, EqualConv2d,
                          EqualLinear, FromRGB, FusedDownsample, FusedUpsample, MinibatchStddev,
                          NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
-                         leaky_relu, lerp)
+                         LRELU_SLOPE, leaky_relu, lerp)
 from jgan.kernels import average_pool_2x2, upsample_nearest_2x
 
 CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
@@ -200,10 +200,10 @@ class ConvBlock(nn.Module):
             self.conv2 = EqualConv2d(out_channels, out_channels, 4)
 
     def execute(self, x):
-        out = leaky_relu(self.conv1(x))
+        out = self.conv1(x, slope=LRELU_SLOPE)
         if self.downsample:
             out = self.blur(out)
-        return leaky_relu(self.conv2(out))
+        return self.conv2(out, slope=LRELU_SLOPE)
 
 
 class Discriminator(nn.Module):
