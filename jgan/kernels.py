@@ -265,10 +265,11 @@ class _GroupSquareSum(jt.Function):
         self.per_channel, self.x = per_channel, x
 
     def execute(self, x):
+        self.shape = x.shape
         return _group_reduce([x], "in0_p[k] * in0_p[k]", self.per_channel)
 
     def grad(self, grad):
-        return group_affine(self.x, 2 * grad, None, self.per_channel)
+        return self.x * (2 * grad).broadcast(self.shape, [0, 2, 3] if self.per_channel else [2, 3])
 
 
 class _GroupAffine(jt.Function):
@@ -305,7 +306,8 @@ class _GroupAffine(jt.Function):
         shift_grad = group_sum(grad, self.per_channel) if self.has_shift else None
         if self.scale is None:
             return grad, None, shift_grad
-        return (group_affine(grad, self.scale, None, self.per_channel),
+        dims = [0, 2, 3] if self.per_channel else [2, 3]
+        return (grad * self.scale.broadcast(grad.shape, dims),
                 group_dot(grad, self.x, self.per_channel), shift_grad)
 
 
