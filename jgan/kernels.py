@@ -93,30 +93,21 @@ def _repeat_2x(x, scale):
                    cuda_src=_LAUNCH.format(name="repeat_2x_kernel"))
 
 
-class _Sum2x2(jt.Function):
-    """scale * 2x2 sum pooling; its adjoint is scale * nearest upsampling."""
+class _Resample2x(jt.Function):
+    """scale * 2x2 sum pooling ("sum") or scale * nearest x2 upsampling ("repeat"): each one's
+    adjoint is the other with the same scale."""
 
-    def __init__(self, scale):
-        self.scale = scale
+    KERNELS = {"sum": _sum_2x2, "repeat": _repeat_2x}
+    ADJOINT = {"sum": "repeat", "repeat": "sum"}
 
-    def execute(self, x):
-        return _sum_2x2(x, self.scale)
-
-    def grad(self, grad):
-        return _Repeat2x(self.scale)(grad)
-
-
-class _Repeat2x(jt.Function):
-    """scale * nearest x2 upsampling; its adjoint is scale * 2x2 sum pooling."""
-
-    def __init__(self, scale):
-        self.scale = scale
+    def __init__(self, kind, scale):
+        self.kind, self.scale = kind, scale
 
     def execute(self, x):
-        return _repeat_2x(x, self.scale)
+        return self.KERNELS[self.kind](x, self.scale)
 
     def grad(self, grad):
-        return _Sum2x2(self.scale)(grad)
+        return _Resample2x(self.ADJOINT[self.kind], self.scale)(grad)
 
 
 def _check_even(x):
@@ -127,14 +118,14 @@ def _check_even(x):
 def average_pool_2x2(x):
     """y = 2x2 average pooling with stride 2 of a (N, C, H, W) input with even H and W."""
     _check_even(x)
-    return _Sum2x2(0.25)(x)
+    return _Resample2x("sum", 0.25)(x)
 
 
 def upsample_nearest_2x(x):
     """y[i, j] = x[i // 2, j // 2]: nearest-neighbour upsampling by 2 of a (N, C, H, W) input."""
     if len(x.shape) != 4:
         raise ValueError(f"upsampling needs a (N, C, H, W) input, got {tuple(x.shape)}.")
-    return _Repeat2x(1.0)(x)
+    return _Resample2x("repeat", 1.0)(x)
 
 
 _GROUP_LAYOUT = """
