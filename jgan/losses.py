@@ -1,7 +1,9 @@
 """GAN objectives: one class per loss, each owning its regulariser.
 
 `critic` is any callable images -> scores (B,); `fake` is already detached for the discriminator
-loss. Every loss and logged term is a jt.Var (no host synchronisation).
+loss. A critic with a true `scores_batches` attribute (jgan's discriminators) also takes several
+batches, critic(real, fake) -> (scores of real, scores of fake), and may score them in one pass.
+Every loss and logged term is a jt.Var (no host synchronisation).
 """
 import inspect
 
@@ -13,6 +15,13 @@ from jgan.errors import ConfigError
 def softplus(x):
     """softplus(x) = log(1 + e^x), computed as max(x, 0) + log(1 + e^-|x|) to avoid overflow."""
     return x.maximum(0.0) + jt.log(1.0 + jt.exp(-jt.abs(x)))
+
+
+def scores(critic, *batches):
+    """(critic(b) for b in batches), with one call when the critic takes several batches."""
+    if getattr(critic, "scores_batches", False):
+        return critic(*batches)
+    return tuple(critic(images) for images in batches)
 
 
 def input_gradient(critic, images):
@@ -45,7 +54,7 @@ class NonSaturatingLoss(Loss):
     """DCGAN: L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))) (logits)."""
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = critic(real), critic(fake)
+        d_real, d_fake = scores(critic, real, fake)
         loss = softplus(-d_real).mean() + softplus(d_fake).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
@@ -58,7 +67,7 @@ class WassersteinLoss(Loss):
     """Wasserstein critic: L_D = E[D(G(z))] - E[D(x)], L_G = -E[D(G(z))] (no Lipschitz constraint)."""
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = critic(real).mean(), critic(fake).mean()
+        d_real, d_fake = (d.mean() for d in scores(critic, real, fake))
         return d_fake - d_real, {"d_real": d_real, "d_fake": d_fake}
 
     def generator_loss(self, critic, fake):
@@ -97,7 +106,7 @@ class WassersteinGPLoss(WassersteinLoss):
         return ((jt.sqrt(squared_norm(gradient)) - 1) ** 2).mean()
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = critic(real), critic(fake)
+        d_real, d_fake = scores(critic, real, fake)
         gp = self.gradient_penalty(critic, real, fake)
         drift = (d_real * d_real).mean()
         loss = d_fake.mean() - d_real.mean() + self.gp_weight * gp + self.drift * drift
@@ -108,7 +117,7 @@ class LeastSquaresLoss(Loss):
     """LSGAN (a=0, b=c=1): L_D = 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2], L_G = 1/2 E[(D(G(z)) - 1)^2]."""
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = critic(real), critic(fake)
+        d_real, d_fake = scores(critic, real, fake)
         loss = 0.5 * ((d_real - 1) ** 2).mean() + 0.5 * (d_fake ** 2).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
 

@@ -35,24 +35,51 @@ def normalize(x, per_channel, mean, mean_square, weight, bias, eps, slope=None):
 class BatchNorm2d(nn.BatchNorm):
     """nn.BatchNorm2d whose training-mode statistics and affine map run on the group kernels.
 
-    With a `slope`, the leaky ReLU that follows the layer is applied in the same pass."""
+    With a `slope`, the leaky ReLU that follows the layer is applied in the same pass. An input
+    made of `parts` equal batches (jgan.networks.batching) is normalised with each batch's own
+    statistics, and the running statistics take one update per batch, in order."""
 
-    def execute(self, x, slope=None):
+    def execute(self, x, slope=None, parts=1):
         if not self.is_train:
             y = super().execute(x)
             return y if slope is None else leaky_relu(y, slope)
-        mean, mean_square = moments(x, per_channel=True)
-        if self.sync and jt.in_mpi:
-            mean, mean_square = mean.mpi_all_reduce("mean"), mean_square.mpi_all_reduce("mean")
+        if parts > 1:
+            return self.normalize_parts(x, slope, parts)
+        mean, mean_square = self.all_ranks(*moments(x, per_channel=True))
         y, var = normalize(x, True, mean, mean_square, self.weight, self.bias, self.eps, slope)
+        self.update_running(mean, var)
+        return y
+
+    def normalize_parts(self, x, slope, parts):
+        """Each batch's statistics from the feature maps' ones, applied per feature map."""
+        batch, channels = x.shape[0], x.shape[1]
+        size = batch // parts
+        mean, mean_square = self.all_ranks(*(m.reshape(parts, size, channels).mean(1)
+                                             for m in moments(x, per_channel=False)))
+
+        def per_map(value):       # (parts, C) -> (N, C)
+            return value.reshape(parts, 1, channels).broadcast((parts, size, channels)).reshape(batch, channels)
+        y, var = normalize(x, False, per_map(mean), per_map(mean_square), self.weight, self.bias,
+                           self.eps, slope)
+        for part in range(parts):
+            self.update_running(mean[part], var[part * size])
+        return y
+
+    def all_ranks(self, mean, mean_square):
+        """The batch statistics averaged over the MPI ranks (synchronised batch norm)."""
+        if self.sync and jt.in_mpi:
+            return mean.mpi_all_reduce("mean"), mean_square.mpi_all_reduce("mean")
+        return mean, mean_square
+
+    def update_running(self, mean, var):
         self.running_mean.update(self.running_mean + (mean - self.running_mean) * self.momentum)
         self.running_var.update(self.running_var + (var - self.running_var) * self.momentum)
-        return y
 
 
 class InstanceNorm2d(nn.InstanceNorm):
-    """nn.InstanceNorm2d (affine by default, as Jittor's) on the group kernels."""
+    """nn.InstanceNorm2d (affine by default, as Jittor's) on the group kernels; `parts` is accepted
+    for symmetry with BatchNorm2d (instance statistics never mix samples)."""
 
-    def execute(self, x, slope=None):
+    def execute(self, x, slope=None, parts=1):
         mean, mean_square = moments(x, per_channel=False)
         return normalize(x, False, mean, mean_square, self.weight, self.bias, self.eps, slope)[0]

@@ -222,8 +222,9 @@ class Trainer:
         self.seed_iteration()
         inputs = self.phase_inputs(phase)
 
-        def critic(images):
-            return self.discriminator(images, **inputs)
+        def critic(*images):
+            return self.discriminator(*images, **inputs)
+        critic.scores_batches = True
 
         terms = {}
         for _ in range(self.train_cfg["n_critic"]):

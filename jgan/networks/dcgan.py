@@ -12,6 +12,7 @@ from jittor import nn
 
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
+from jgan.networks.batching import score_batches
 from jgan.norms import BatchNorm2d, InstanceNorm2d
 
 ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
@@ -34,16 +35,18 @@ class LeakyReLU(nn.Module):
         return leaky_relu(x, self.slope)
 
 
-def run_layers(layers, x):
+def run_layers(layers, x, parts=1):
     """x through `layers` in order; a normalisation followed by a LeakyReLU runs as one pass (its
-    output before the activation is never stored: less memory and one pass fewer)."""
+    output before the activation is never stored: less memory and one pass fewer). x holds
+    `parts` batches, each normalised on its own (jgan.networks.batching)."""
     layers = list(layers)
     index = 0
     while index < len(layers):
         layer, following = layers[index], layers[index + 1] if index + 1 < len(layers) else None
-        if isinstance(layer, (BatchNorm2d, InstanceNorm2d)) and isinstance(following, LeakyReLU):
-            x = layer(x, slope=following.slope)
-            index += 2
+        if isinstance(layer, (BatchNorm2d, InstanceNorm2d)):
+            fuses = isinstance(following, LeakyReLU)
+            x = layer(x, slope=following.slope if fuses else None, parts=parts)
+            index += 2 if fuses else 1
         else:
             x = layer(x)
             index += 1
@@ -116,7 +119,11 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D(x): Conv(s2), LReLU(0.2) -> [Conv(s2), norm, LReLU(0.2)] * (log2(size) - 3) -> Conv(4x4) logit (B,)."""
+    """D(x): Conv(s2), LReLU(0.2) -> [Conv(s2), norm, LReLU(0.2)] * (log2(size) - 3) -> Conv(4x4) logit (B,).
+
+    D(x1, x2, ...) returns the scores of each batch, in one pass when that is faster."""
+
+    scores_batches = True
 
     def __init__(self, size=64, ndf=64, channels=3, norm="batch"):
         super().__init__()
@@ -131,8 +138,11 @@ class Discriminator(nn.Module):
         self.main = nn.Sequential(*layers)
         dcgan_init(self)
 
-    def execute(self, x):
-        return run_layers(self.main, x).reshape(x.shape[0])
+    def execute(self, *images):
+        return score_batches(self.score, images)
+
+    def score(self, x, parts):
+        return run_layers(self.main, x, parts).reshape(x.shape[0])
 
 
 def _nets_of(arch, critic_norm):

@@ -18,6 +18,7 @@ from jgan.layers import (AdaptiveInstanceNorm, Blur, ConstantInput, ConvDownsamp
                          NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
                          LRELU_SLOPE, leaky_relu, lerp)
 from jgan.kernels import average_pool_2x2, upsample_nearest_2x
+from jgan.networks.batching import score_batches
 
 CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
 
@@ -214,6 +215,8 @@ class Discriminator(nn.Module):
     stddev_group is the minibatch-stddev group size (None: the whole batch, as rosinality).
     """
 
+    scores_batches = True
+
     def __init__(self, channels=CHANNELS, fused_from=128, from_rgb_activate=False, stddev_group=None,
                  image_channels=3):
         check_architecture(channels, fused_from)
@@ -239,20 +242,25 @@ class Discriminator(nn.Module):
     def max_step(self):
         return len(self.channels) - 1
 
-    def execute(self, input, step=0, alpha=-1):
-        """Scores (B,) of images (B, image_channels, 4 * 2**step, 4 * 2**step)."""
+    def execute(self, *images, step=0, alpha=-1):
+        """Scores (B,) of images (B, image_channels, 4 * 2**step, 4 * 2**step); given several
+        batches, a tuple with the scores of each (in one pass when that is faster)."""
         if not 0 <= step <= self.max_step:
             raise ConfigError(f"step must be in 0..{self.max_step} for {len(self.channels)} "
                               f"resolutions, got {step}")
         size = resolution(step)
-        check_shape(f"discriminator input at step {step}", input,
-                    (None, self.image_channels, size, size))
+        for input in images:
+            check_shape(f"discriminator input at step {step}", input,
+                        (None, self.image_channels, size, size))
+        return score_batches(lambda x, parts: self.score(x, parts, step, alpha), images)
+
+    def score(self, input, parts, step, alpha):
         last = len(self.channels) - 1
         out = self.from_rgb[last - step](input)
         for i in range(step, -1, -1):
             index = last - i
             if i == 0:
-                out = self.stddev(out)
+                out = self.stddev(out, parts)
             out = self.progression[index](out)
             if i == step and fades_in(alpha, step):
                 skip = self.from_rgb[index + 1](average_pool_2x2(input))

@@ -1,0 +1,39 @@
+"""Several image batches through a discriminator: in one pass when that is faster, else one by one.
+
+A discriminator step scores the real and the fake batch. Concatenated, the two go through every
+convolution in one call instead of two; layers that mix samples (batch norm, minibatch stddev)
+still treat each batch on its own (`parts`), so the scores, the gradients and the running
+statistics are those of two separate calls. On the CPU it pays off for small batches only,
+where oneDNN's fixed cost per convolution call (layout reorders, primitive set-up) dominates.
+Measured on 2 cores: a DCGAN critic's forward and backward over 2 x 8 images takes 0.8x the time
+of two passes at 32 and 64 px, and the whole training iteration 0.95x (DCGAN, 32 px) to 0.98x
+(StyleGAN, 8 px); at 2 x 16 images the critic alone gains 10% but a StyleGAN 64 px iteration
+loses 5%, and at 2 x 32 or 2 x 64 images one pass is 5-10% slower.
+"""
+import jittor as jt
+
+ONE_PASS_MAX_IMAGES = 16   # CPU: the largest combined batch scored in one pass
+
+
+def one_pass(batches):
+    """Whether to score these batches (equal sizes) in one pass on the current device."""
+    sizes = {int(x.shape[0]) for x in batches}
+    if len(batches) < 2 or len(sizes) > 1:
+        return False
+    return bool(jt.flags.use_cuda) or len(batches) * sizes.pop() <= ONE_PASS_MAX_IMAGES
+
+
+def split_parts(x, parts):
+    """The `parts` equal consecutive slices of x along the batch axis."""
+    size = x.shape[0] // parts
+    return [x[k * size:(k + 1) * size] for k in range(parts)]
+
+
+def score_batches(score, batches):
+    """score(x, parts) -> (N,) scores of x holding `parts` batches, applied to `batches`: the
+    scores of the only batch, or a tuple with the scores of each."""
+    if len(batches) == 1:
+        return score(batches[0], 1)
+    if one_pass(batches):
+        return tuple(split_parts(score(jt.concat(list(batches), 0), len(batches)), len(batches)))
+    return tuple(score(x, 1) for x in batches)
