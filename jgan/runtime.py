@@ -7,6 +7,9 @@ and downloads oneDNN from the internet on first import. Here we
     have downloaded, made of symlinks, so that its fast CPU convolutions build offline,
   * fall back to `use_mkl=0` with one warning when oneDNN is not installed,
   * compile kernels one at a time (`use_parallel_op_compiler=0`),
+  * keep Jittor from importing PyTorch at start-up when it is installed (`FIX_TORCH_ERROR=0`):
+    jgan never needs it, and it cost every process ~185 MiB of memory and ~0.9 s; code that does
+    need PyTorch next to Jittor imports it with `import_torch`,
 and after the import undo Jittor's quick-exit SIGINT and SIGCHLD handlers and stop its idle
 compile processes. Values the user set in the environment are respected. `JITTOR_HOME` is never set.
 """
@@ -99,6 +102,17 @@ def configure_environment():
     os.environ.setdefault("log_silent", "1")
     # Jittor's parallel kernel compiler (8 threads here) segfaults now and then in a compile thread.
     os.environ.setdefault("use_parallel_op_compiler", "0")
+    os.environ.setdefault("FIX_TORCH_ERROR", "0")
+
+
+def import_torch():
+    """PyTorch, imported the way Jittor needs it in the same process: with RTLD_DEEPBIND, so that
+    PyTorch's own oneDNN and OpenMP symbols do not bind to Jittor's (Jittor's own fix, which it
+    applies at import unless FIX_TORCH_ERROR=0). Raises ImportError when PyTorch is missing."""
+    from jittor_utils import dirty_fix_pytorch_runtime_error
+    dirty_fix_pytorch_runtime_error()
+    import torch
+    return torch
 
 
 def restore_signal_handlers():

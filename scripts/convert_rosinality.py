@@ -26,8 +26,9 @@ def build_parser():
 def read_torch_checkpoint(path):
     """{name: numpy state dict} of a rosinality checkpoint file."""
     from jgan.errors import CheckpointError, ConfigError
+    from jgan.runtime import import_torch
     try:
-        import torch
+        torch = import_torch()
     except ImportError:
         raise ConfigError("reading a rosinality checkpoint needs PyTorch, which is not installed; "
                           "run `pip install torch` (jgan itself does not need it)") from None

@@ -6,6 +6,9 @@ from PIL import Image, ImageDraw
 
 import jgan  # noqa: F401  (configures Jittor before anything imports it)
 from jgan.data import prepare_lmdb
+from jgan.runtime import import_torch
+
+import_torch()   # before any test module imports it: PyTorch next to Jittor needs Jittor's binding fix
 
 TINY_COUNT = 24
 TINY_SIZES = (8, 16, 32)

@@ -99,3 +99,16 @@ def test_kernels_compile_one_at_a_time_unless_the_user_chose_otherwise(setting, 
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [expected]
+
+
+def test_jittor_does_not_import_pytorch_but_import_torch_works_next_to_it():
+    """PyTorch is installed here (the parity tests need it), yet `import jgan` must not load it
+    (Jittor would, at ~185 MiB); import_torch gives a working PyTorch in the same process."""
+    script = ("import sys, jgan, jittor as jt; print('torch' in sys.modules); "
+              "from jgan.runtime import import_torch; torch = import_torch(); "
+              "x = torch.ones(2, 3, 8, 8); w = torch.ones(4, 3, 3, 3); "
+              "print(float(torch.nn.functional.conv2d(x, w).sum()), float(jt.nn.conv2d(jt.ones(2, 3, 8, 8), jt.ones(4, 3, 3, 3)).sum()))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=clean_environment(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "7776.0", "7776.0"]

@@ -13,6 +13,7 @@ import numpy as np
 from jittor import nn
 
 from jgan.errors import ConfigError
+from jgan.runtime import import_torch
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_NAME}"
@@ -229,7 +230,7 @@ def read_weights(path):
         with np.load(path) as archive:
             return {name: archive[name] for name in archive.files}
     try:
-        import torch
+        torch = import_torch()
     except ImportError:
         raise ConfigError(f"reading {path.name} needs PyTorch (pip install torch), or pass the same "
                           f"weights as a .npz of numpy arrays under the same names") from None
