@@ -370,3 +370,30 @@ def test_a_training_phase_compiles_once_while_alpha_and_crossover_change(generat
     counts = [kernels_compiled(lambda a=a, c=c: train_like_step(a, c))
               for a, c in ((0.35, 2), (0.8, 10 ** 6), (1.0, 1))]
     assert counts == [0, 0, 0], f"kernels compiled per call after warm-up: {counts}"
+
+
+def gradient_is_zero(module, loss):
+    """{parameter name: whether d loss / d parameter is zero everywhere} over trainable weights."""
+    named = [(name, var) for name, var in module.state_dict().items() if not var.is_stop_grad()]
+    grads = jt.grad(loss, [var for _, var in named])
+    return {name: not np.any(grad.numpy()) for (name, _), grad in zip(named, grads)}
+
+
+def idle_names(module, step, alpha):
+    idle = {id(var) for layer in module.idle_modules(step, alpha) for var in layer.parameters()}
+    return {name for name, var in module.state_dict().items() if id(var) in idle}
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("alpha", ["var", 1.0])
+def test_idle_modules_are_exactly_the_weights_a_phase_leaves_without_gradient(generators, discriminators,
+                                                                              step, alpha):
+    """Training freezes idle_modules(step, alpha): none of them may get a gradient and every other
+    weight must (the fixtures' weights, noise weights and biases are all non-zero)."""
+    alpha = jt.array(np.float32(0.5)) if alpha == "var" else alpha
+    jt_g, jt_d = generators[0], discriminators[0]
+    z = [jt.array(latents()[0])]
+    g_zero = gradient_is_zero(jt_g, jt_g(z, step=step, alpha=alpha).sqr().sum())
+    d_zero = gradient_is_zero(jt_d, jt_d(jt.array(images(step)), step=step, alpha=alpha).sqr().sum())
+    assert {n for n, zero in g_zero.items() if zero} == idle_names(jt_g, step, alpha)
+    assert {n for n, zero in d_zero.items() if zero} == idle_names(jt_d, step, alpha)

@@ -96,6 +96,32 @@ def test_ema_is_the_running_average_of_the_weights():
     np.testing.assert_array_equal(after["1.running_mean"], model_state["1.running_mean"])
 
 
+def test_a_phase_trains_only_the_weights_it_reaches_and_keeps_the_rest_as_they_were(tmp_path):
+    """At 8 px the 16 px block and its to-RGB are frozen: unchanged, and their Adam moments too
+    (PyTorch skips parameters without a gradient). The 16 px fade-in unfreezes and trains them
+    and freezes the 32 px block and the 4 px to-RGB instead; buffers never become trainable."""
+    t = trainer("stylegan", tmp_path, {"progressive": {"phase": 10 ** 6}})
+    idle = {"progression.2.conv1.weight", "to_rgb.2.weight"}
+    before = {name: t.generator.state_dict()[name].numpy().copy() for name in idle}
+    buffers = {name for name, var in t.generator.state_dict().items() if var.is_stop_grad()}
+    run_iterations(t, 2)
+    state = t.generator.state_dict()
+    for name in idle:
+        assert state[name].is_stop_grad(), f"{name} is trainable at 8 px"
+        np.testing.assert_array_equal(state[name].numpy(), before[name], err_msg=name)
+    index = [id(p) for g in t.optimizer_g.param_groups for p in g["params"]].index(id(state["to_rgb.2.weight"]))
+    moments = [v for g in t.optimizer_g.param_groups for v in g["values"]]
+    assert not np.any(moments[index].numpy()), "a frozen weight's second moment changed"
+    assert np.any(state["to_rgb.1.weight"].numpy() != t.generator_ema.state_dict()["to_rgb.1.weight"].numpy())
+    t.images = 2 * 10 ** 6                   # the 16 px fade-in
+    run_iterations(t, 1)
+    for name in idle:
+        assert not state[name].is_stop_grad() and np.any(state[name].numpy() != before[name]), \
+            f"{name} was not trained at 16 px"
+    frozen = {name for name, var in state.items() if var.is_stop_grad()} - buffers
+    assert frozen and all(name.startswith(("progression.3.", "to_rgb.3.", "to_rgb.0.")) for name in frozen)
+
+
 def test_style_mixing_draws_a_crossover_within_the_current_layers(tmp_path):
     t = trainer("stylegan", tmp_path, {"progressive": {"mixing": 1.0}})
     phase = t.schedule.phase(10 ** 6)    # 16 px: step 2

@@ -100,6 +100,13 @@ class StyledGenerator(nn.Module):
     def max_step(self):
         return len(self.channels) - 1
 
+    def idle_modules(self, step, alpha):
+        """The modules a forward pass at (step, alpha) never reaches: the blocks above `step` and
+        the to-RGB layers other than step's and, while fading in, the previous one's."""
+        reached = {step, step - 1} if fades_in(alpha, step) else {step}
+        return (list(self.progression)[step + 1:]
+                + [layer for i, layer in enumerate(self.to_rgb) if i not in reached])
+
     def mean_style(self, z):
         """The average w of the latents z, shape (1, code_dim) (rosinality's truncation centre)."""
         return self.style(z).mean(dim=0, keepdims=True)
@@ -241,6 +248,14 @@ class Discriminator(nn.Module):
     @property
     def max_step(self):
         return len(self.channels) - 1
+
+    def idle_modules(self, step, alpha):
+        """The modules scoring at (step, alpha) never reaches: the blocks above `step` and the
+        from-RGB layers other than step's and, while fading in, the previous one's."""
+        first = len(self.channels) - 1 - step
+        reached = {first, first + 1} if fades_in(alpha, step) else {first}
+        return (list(self.progression)[:first]
+                + [layer for i, layer in enumerate(self.from_rgb) if i not in reached])
 
     def execute(self, *images, step=0, alpha=-1):
         """Scores (B,) of images (B, image_channels, 4 * 2**step, 4 * 2**step); given several
