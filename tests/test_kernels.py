@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from jgan.kernels import (add_channel_bias, average_pool_2x2, group_affine, group_dot, group_sum,
-                          leaky_relu, multi_tensor_update, upsample_nearest_2x)
+from jgan.kernels import (add_channel_bias, average_pool_2x2, binomial_blur, group_affine, group_dot,
+                          group_sum, leaky_relu, multi_tensor_update, upsample_nearest_2x)
 from jgan.optim import FusedAdam
 from parity import assert_close
 from reference.optim_torch import EpsHatAdam
@@ -59,6 +59,16 @@ def test_resamplers_match_torch_to_second_order(name, jt_op, th_op, out_shape):
 def test_pooling_rejects_odd_sizes():
     with pytest.raises(ValueError, match="even H and W"):
         average_pool_2x2(jt.zeros((1, 1, 5, 4)))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 2, 1, 5), (1, 2, 5, 1), (1, 1, 1, 1), (1, 1, 2, 2),
+                                   (2, 64, 32, 32)])
+def test_binomial_blur_matches_a_depthwise_convolution_at_every_border(shape):
+    """Its separable CPU code treats the first and last rows and columns (and 1-wide maps) apart."""
+    x = random_array(*shape)
+    kernel = torch.tensor(np.outer([1, 2, 1], [1, 2, 1]) / 16, dtype=torch.float32)
+    expected = F.conv2d(torch.tensor(x), kernel.expand(shape[1], 1, 3, 3), padding=1, groups=shape[1])
+    assert_close(f"binomial blur of {shape}", binomial_blur(jt.array(x)), expected, 1e-6)
 
 
 def test_channel_bias_matches_torch_to_second_order():
