@@ -413,7 +413,7 @@ def leaky_relu(x, slope):
 _MULTI_TENSOR_CPU_HEADER = """
 template <class T>
 static void multi_tensor_ARITY(PARAMETERS, long long count, const T* h) {
-    #pragma omp parallel for if (count > 16384)
+    #pragma omp parallel for simd if (count > 16384)
     for (long long i = 0; i < count; i++) { BODY }
 }
 """
