@@ -8,7 +8,8 @@ where oneDNN's fixed cost per convolution call (layout reorders, primitive set-u
 Measured on 2 cores: a DCGAN critic's forward and backward over 2 x 8 images takes 0.8x the time
 of two passes at 32 and 64 px, and the whole training iteration 0.95x (DCGAN, 32 px) to 0.98x
 (StyleGAN, 8 px); at 2 x 16 images the critic alone gains 10% but a StyleGAN 64 px iteration
-loses 5%, and at 2 x 32 or 2 x 64 images one pass is 5-10% slower.
+loses 5%, and at 2 x 32 or 2 x 64 images one pass is 5-10% slower. On CUDA the batches always
+share a pass (a GPU is used better by larger batches; not measured here, there is no GPU).
 """
 import jittor as jt
 
