@@ -39,17 +39,20 @@ def build_parser():
 def main(args):
     from pathlib import Path
 
-    from jgan import checkpoint, generation, runtime, visual
+    from jgan import registry, runtime
+
+    runtime.init(args.device)
+    from jgan import checkpoint, generation, visual
     from jgan.errors import ConfigError
 
     if args.n < 1 or args.nrow < 1:
         raise ConfigError("--n and --nrow must be at least 1")
     mixing_range = generation.parse_mixing_range(args.mixing_range)
     out = writable_folder(args.out, "--out")
-    runtime.set_device(args.device)
-    stylegan_figure = args.mixing or args.noise or args.interpolate
+    print(runtime.startup_line(), file=sys.stderr)
+    style_figure = args.mixing or args.noise or args.interpolate
     source = args.checkpoint or checkpoint.newest_run(args.checkpoint_dir,
-                                                      ("stylegan",) if stylegan_figure else None)
+                                                      registry.names(styled=True) if style_figure else None)
     generator = generation.load_trained(source, ema=not args.no_ema)
     truncation = generator.truncation_inputs(args.truncation, args.truncation_cutoff)
     prefix = f"{Path(generator.checkpoint).parent.name}-{generator.run_step:07d}"

@@ -6,15 +6,17 @@
 """
 import sys
 
+from jgan import registry
 from jgan.cli import ArgumentParser, run, writable_folder
 
-ARCH_CHOICES = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div", "stylegan")
+PROGRESSIVE_FLAGS = ("init_size", "max_size", "phase")
+STYLED_FLAGS = ("mixing", "loss")
 
 
 def build_parser():
     parser = ArgumentParser(description="Train a GAN (one loop for every architecture).")
     parser.add_argument("lmdb", help="LMDB made by prepare_data.py")
-    parser.add_argument("--arch", default="wgan-gp", help=f"architecture: {', '.join(ARCH_CHOICES)}")
+    parser.add_argument("--arch", default="wgan-gp", help=f"architecture: {', '.join(registry.names())}")
     parser.add_argument("--config", help="YAML file overlaid on the arch's preset in configs/")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any configuration value, e.g. --set model.ngf=32 (repeatable)")
@@ -45,19 +47,20 @@ def build_parser():
     shared.add_argument("--metrics", help="metrics to evaluate during training, e.g. swd (see scripts/evaluate.py)")
     shared.add_argument("--metrics-every", type=int, help="evaluate the metrics every N steps")
     shared.add_argument("--metrics-n", type=int, help="images per evaluation")
-    grow = parser.add_argument_group("StyleGAN (default: from the config)")
+    grow = parser.add_argument_group("progressive architectures such as StyleGAN (default: from the config)")
     grow.add_argument("--init-size", type=int, help="first resolution of progressive growing")
     grow.add_argument("--max-size", type=int, help="final resolution of progressive growing")
     grow.add_argument("--phase", type=int, help="images shown per fade-in (and again per hold)")
-    grow.add_argument("--mixing", type=float, help="style-mixing probability (0 = off)")
-    grow.add_argument("--loss", choices=("wgan-gp", "r1"), help="StyleGAN loss")
+    style = parser.add_argument_group("StyleGAN (default: from the config)")
+    style.add_argument("--mixing", type=float, help="style-mixing probability (0 = off)")
+    style.add_argument("--loss", choices=("wgan-gp", "r1"), help="StyleGAN loss")
     return parser
 
 
 def flag_overrides(args):
     """The nested config overrides the explicit flags ask for."""
     from jgan.config import parse_override
-    stylegan = args.arch == "stylegan"
+    progressive = registry.get(args.arch).progressive
     flags = {
         ("train", "batch"): args.batch, ("train", "iters"): args.iters,
         ("train", "n_critic"): args.n_critic, ("train", "ema"): args.ema,
@@ -66,7 +69,7 @@ def flag_overrides(args):
         ("train", "log_every"): args.log_every, ("train", "metrics"): args.metrics,
         ("train", "metrics_every"): args.metrics_every, ("train", "metrics_n"): args.metrics_n,
         ("optim", "lr_g"): args.lr, ("optim", "lr_d"): args.lr,
-        ("progressive" if stylegan else "model", "max_size" if stylegan else "size"): args.size,
+        ("progressive" if progressive else "model", "max_size" if progressive else "size"): args.size,
         ("progressive", "init_size"): args.init_size, ("progressive", "max_size"): args.max_size,
         ("progressive", "phase"): args.phase, ("progressive", "mixing"): args.mixing,
     }
@@ -88,26 +91,36 @@ def check_same_network(run_dir, trained, config):
         raise ConfigError(f"run {run_dir} grows to {max_size} px; a resumed run cannot shrink it")
 
 
+def check_flags_apply(args):
+    """Flags of progressive or StyleGAN architectures are refused for the others."""
+    from jgan.errors import ConfigError
+    arch = registry.get(args.arch)
+    for flags, capability, kind in ((PROGRESSIVE_FLAGS, "progressive", "progressive-growing"),
+                                    (STYLED_FLAGS, "styled", "StyleGAN")):
+        given = [flag for flag in flags if getattr(args, flag) is not None]
+        if given and not getattr(arch, capability):
+            example = registry.names(**{capability: True})[0]
+            raise ConfigError(f"--{given[0].replace('_', '-')} is a {kind} flag that {args.arch} does "
+                              f"not take; drop it or pass --arch {example}")
+
+
 def main(args):
     import copy
     from pathlib import Path
 
+    import jgan
+    from jgan import runtime
+
+    device = runtime.init(args.device)
     import jittor as jt
 
-    import jgan
-    from jgan import checkpoint, runtime
-    from jgan.config import PROGRESSIVE_ARCHS, check_arch, load_config, merge, preset_name, read_yaml
+    from jgan import checkpoint
+    from jgan.config import load_config, merge, read_yaml
     from jgan.errors import ConfigError
-    from jgan.training import Trainer, is_main_process
+    from jgan.mpi import is_main_process
+    from jgan.training import Trainer
 
-    check_arch(args.arch)
-    device = runtime.set_device(args.device)
-    if args.arch not in PROGRESSIVE_ARCHS:
-        stylegan_only = [f for f in ("init_size", "max_size", "phase", "mixing", "loss")
-                         if getattr(args, f) is not None]
-        if stylegan_only:
-            raise ConfigError(f"--{stylegan_only[0].replace('_', '-')} is a StyleGAN flag; "
-                              f"drop it or pass --arch stylegan")
+    check_flags_apply(args)
     name = args.name or args.arch
     run_dir = writable_folder(Path(args.checkpoint_dir) / name, "--checkpoint-dir")
     writable_folder(Path(args.sample_dir) / name, "--sample-dir")
@@ -128,9 +141,10 @@ def main(args):
     if config["arch"] != args.arch:
         raise ConfigError(f"run {run_dir} is a {config['arch']} run, not {args.arch}; "
                           f"pass --arch {config['arch']}")
-    preset = preset_name(args.arch, device == "cuda") if args.config is None else args.config
+    preset = registry.get(args.arch).preset_path(device == "cuda").stem if args.config is None else args.config
     say = print if is_main_process() else (lambda *a, **k: None)
     ranks = f", {jt.world_size} MPI ranks" if jt.in_mpi else ""
+    say(runtime.startup_line(), file=sys.stderr)
     say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}, "
         f"jgan {jgan.__version__}", file=sys.stderr)
     trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,

@@ -1,8 +1,9 @@
 """Checkpoints: one pickle file per save, written atomically, plus a `latest` pointer per run.
 
-A checkpoint holds everything a run needs to continue exactly: the networks (generator,
-discriminator, EMA generator), both optimisers' moments, the loop's counters (which also fix
-every random draw) and the configuration it was trained with.
+A checkpoint holds everything a run needs to continue exactly: the model's networks and
+optimisers by name (e.g. generator, discriminator, generator_ema), the loop's counters (which
+also fix every random draw), the sample inputs and the configuration it was trained with.
+Checkpoints of an older format version are upgraded as they are read.
 """
 import os
 import pickle
@@ -16,7 +17,7 @@ import yaml
 from jgan.errors import CheckpointError
 
 FORMAT = "jgan-checkpoint"
-VERSION = 1
+VERSION = 2     # 2: `sample_inputs` (was `fixed_z`); DCGAN-family nets named in the `model` section
 SUFFIX = ".jgan"
 LATEST = "latest"
 _NUMBERED = re.compile(r"^(\d+)\.jgan$")
@@ -149,6 +150,23 @@ def load_checkpoint(path):
         raise CheckpointError(f"{path} was written by a newer jgan (format {document['version']}); "
                               f"upgrade jgan")
     document["path"] = str(path)
+    return upgrade(document)
+
+
+def upgrade(document):
+    """A version-1 document in today's form: `fixed_z` is now `sample_inputs`, and `model` keys
+    added since (the DCGAN family's `upsample` and `critic_norm`) take their preset's value,
+    which is what a version-1 network was built with."""
+    if document.get("version", 1) >= 2:
+        return document
+    from jgan.config import preset_of
+    if "fixed_z" in document:
+        document["sample_inputs"] = document.pop("fixed_z")
+    config = document.get("config")
+    if isinstance(config, dict) and "model" in config and "arch" in document:
+        for key, value in preset_of(document["arch"])["model"].items():
+            config["model"].setdefault(key, value)
+    document["version"] = VERSION
     return document
 
 

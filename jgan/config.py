@@ -10,24 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from jgan import registry
 from jgan.errors import ConfigError
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div", "stylegan")
-PROGRESSIVE_ARCHS = ("stylegan",)
-
-
-def preset_name(arch, has_cuda):
-    """The preset an arch trains with by default: StyleGAN uses its narrow CPU preset without CUDA."""
-    if arch == "stylegan" and not has_cuda:
-        return "stylegan-cpu"
-    return arch
-
-
-def check_arch(arch):
-    if arch not in ARCHS:
-        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    return arch
 
 
 def read_yaml(path):
@@ -46,7 +30,12 @@ def read_yaml(path):
 
 def preset(name):
     """The configuration of a preset in configs/ (a fresh copy)."""
-    return read_yaml(CONFIG_DIR / f"{name}.yaml")
+    return read_yaml(registry.CONFIG_DIR / f"{name}.yaml")
+
+
+def preset_of(arch, has_cuda=False):
+    """The configuration `arch` trains with by default on this device (a fresh copy)."""
+    return read_yaml(registry.get(arch).preset_path(has_cuda))
 
 
 def _is_resolution_map(value):
@@ -112,7 +101,7 @@ def parse_override(text):
 
 def load_config(arch, has_cuda=False, config_file=None, overrides=()):
     """Preset of `arch`, overlaid by `config_file` and by `overrides` (nested dicts), validated."""
-    config = preset(preset_name(check_arch(arch), has_cuda))
+    config = preset_of(arch, has_cuda)
     if config_file is not None:
         user = read_yaml(config_file)
         if user.get("arch", arch) != arch:

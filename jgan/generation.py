@@ -5,8 +5,8 @@ import jittor as jt
 import numpy as np
 
 from jgan import checkpoint as ckpt
+from jgan import registry
 from jgan.errors import ConfigError
-from jgan.networks import build_networks, latent_dim
 from jgan.schedule import build_schedule
 from jgan.visual import grid, to_uint8
 
@@ -19,22 +19,26 @@ class TrainedGenerator:
     module: object
     arch: str
     latent_dim: int
-    step: int = 0               # progressive step (log2(size) - 2); 0 for fixed-size nets
+    level: int = 0              # resolution index (log2(size) - 2) the generator reached
     alpha: float = 1.0
     checkpoint: str = ""
-    fixed_z: np.ndarray = None
-    run_step: int = 0
+    sample_inputs: np.ndarray = None   # the run's fixed sample latents
+    run_step: int = 0           # the training step of the checkpoint
 
     @property
     def progressive(self):
-        return self.arch == "stylegan"
+        return registry.get(self.arch).progressive
+
+    @property
+    def styled(self):
+        return registry.get(self.arch).styled
 
     @property
     def size(self):
-        return 4 * 2 ** self.step
+        return 4 * 2 ** self.level
 
     def inputs(self):
-        return {"step": self.step, "alpha": self.alpha} if self.progressive else {}
+        return {"level": self.level, "alpha": self.alpha} if self.progressive else {}
 
     def __call__(self, z, **kwargs):
         with jt.no_grad():
@@ -52,8 +56,9 @@ class TrainedGenerator:
         """Keyword arguments for truncation psi around the average latent (StyleGAN only)."""
         if psi is None or psi >= 1:
             return {}
-        if not self.progressive:
-            raise ConfigError("--truncation applies to StyleGAN checkpoints only; drop it")
+        if not self.styled:
+            raise ConfigError(f"--truncation applies to StyleGAN checkpoints only, not to "
+                              f"{self.arch}; drop it")
         kwargs = {"mean_style": self.average_latent(), "style_weight": psi}
         if cutoff is not None:
             kwargs["truncation_cutoff"] = cutoff
@@ -63,24 +68,29 @@ class TrainedGenerator:
 def load_trained(path, ema=True):
     """The generator of a jgan checkpoint file or run folder, in eval mode."""
     document = ckpt.load_checkpoint(path)
-    config, arch = document["config"], document["arch"]
-    generator, _ = build_networks(arch, config["model"])
+    config, arch = document["config"], registry.get(document["arch"])
+    model_class = arch.model_class()
+    generator = model_class.build_generator(config["model"])
     networks = document["networks"]
-    key = "generator_ema" if ema and "generator_ema" in networks else "generator"
+    candidates = model_class.sampling_modules if ema else model_class.sampling_modules[-1:]
+    key = next((name for name in candidates if name in networks), None)
+    if key is None:
+        raise ckpt.CheckpointError(f"{document['path']} holds no generator ({' or '.join(candidates)}); "
+                                   f"pass a checkpoint written by train.py")
     ckpt.load_module_state(generator, networks[key], "generator")
     generator.eval()
     phase = build_schedule(config).phase(document["images"])
-    return TrainedGenerator(generator, arch, latent_dim(arch, config["model"]), phase.step, phase.alpha,
-                            document["path"], document.get("fixed_z"), document["step"])
+    return TrainedGenerator(generator, arch.name, arch.latent_size(config["model"]), phase.level, phase.alpha,
+                            document["path"], document.get("sample_inputs"), document["step"])
 
 
 def load_generator(path, ema=True):
     """The generator module of any jgan checkpoint or run folder, in eval mode.
 
-    For StyleGAN, call it as rosinality's StyledGenerator with `step=G.trained_step` (the
-    resolution it reached: 4 * 2**step px) and `alpha=G.trained_alpha`."""
+    A progressive generator (StyleGAN) is called as `G(z, level=G.trained_level,
+    alpha=G.trained_alpha)`: the resolution it reached (4 * 2**level px) and its fade-in."""
     trained = load_trained(path, ema)
-    trained.module.trained_step, trained.module.trained_alpha = trained.step, trained.alpha
+    trained.module.trained_level, trained.module.trained_alpha = trained.level, trained.alpha
     return trained.module
 
 
@@ -118,7 +128,7 @@ def progress_frames(run_path, n, nrow, ema=True):
     batches = []
     for path in ckpt.numbered_checkpoints(run_dir):
         trained = load_trained(path, ema)
-        z = trained.fixed_z[:n] if trained.fixed_z is not None else random_z(n, trained.latent_dim, 0)
+        z = trained.sample_inputs[:n] if trained.sample_inputs is not None else random_z(n, trained.latent_dim, 0)
         batches.append(synthesize(trained, z))
     size = max(images.shape[-1] for images in batches)
     return [grid(to_uint8(_enlarge(images, size)), nrow) for images in batches]
@@ -144,16 +154,17 @@ def parse_mixing_range(text):
     return start, end
 
 
-def _require_stylegan(generator, figure):
-    if not generator.progressive:
+def _require_styles(generator, figure):
+    if not generator.styled:
         raise ConfigError(f"--{figure} needs a StyleGAN checkpoint, but {generator.checkpoint} is "
-                          f"{generator.arch}; pass -g with a StyleGAN run")
+                          f"{generator.arch}, whose generator takes no styles or noise; pass -g with "
+                          f"a StyleGAN run")
 
 
 def style_mixing_figure(generator, n_source, n_dest, mixing_range, seed, **kwargs):
     """Top row: sources; left column: destinations; cell (i, j): destination i with source j's
     styles on the resolutions of `mixing_range` (Karras et al. 2019, Fig. 3)."""
-    _require_stylegan(generator, "mixing")
+    _require_styles(generator, "mixing")
     z_source = random_z(n_source, generator.latent_dim, seed)
     z_dest = random_z(n_dest, generator.latent_dim, seed + 1)
     sources = to_uint8(synthesize(generator, z_source, **kwargs))
@@ -170,9 +181,9 @@ def style_mixing_figure(generator, n_source, n_dest, mixing_range, seed, **kwarg
 
 
 def noise_inputs(generator, batch, rng):
-    """One noise map per conv layer (two per resolution) up to the generator's step."""
+    """One noise map per conv layer (two per resolution) up to the generator's level."""
     maps = []
-    for index in range(generator.step + 1):
+    for index in range(generator.level + 1):
         size = 4 * 2 ** index
         maps += [jt.array(rng.randn(batch, 1, size, size).astype(np.float32)) for _ in range(2)]
     return maps
@@ -181,7 +192,7 @@ def noise_inputs(generator, batch, rng):
 def noise_figure(generator, n_latents, n_noises, seed, n_std=32, **kwargs):
     """Rows: one latent each; columns: that latent under different noise, then the per-pixel
     standard deviation over `n_std` noises (white = most affected by noise)."""
-    _require_stylegan(generator, "noise")
+    _require_styles(generator, "noise")
     rng = np.random.RandomState(seed)
     z = random_z(n_latents, generator.latent_dim, seed)
     rows = []

@@ -14,7 +14,7 @@ from jittor import nn
 
 from jgan import kernels
 from jgan.kernels import add_channel_bias, average_pool_2x2, binomial_blur, upsample_nearest_2x
-from jgan.networks.batching import split_parts
+from jgan.batching import split_parts
 from jgan.norms import moments, normalize
 
 LRELU_SLOPE = 0.2
@@ -248,7 +248,7 @@ class MinibatchStddev(nn.Module):
         self.group_size = group_size
 
     def execute(self, x, parts=1):
-        """x holds `parts` batches (jgan.networks.batching): each gets its own statistic."""
+        """x holds `parts` batches (jgan.batching): each gets its own statistic."""
         if parts > 1:
             return jt.concat([self.execute(part) for part in split_parts(x, parts)], dim=0)
         batch, channels, height, width = x.shape

@@ -1,9 +1,8 @@
 """GAN objectives: one class per loss, each owning its regulariser.
 
-`critic` is any callable images -> scores (B,); `fake` is already detached for the discriminator
-loss. A critic with a true `scores_batches` attribute (jgan's discriminators) also takes several
-batches, critic(real, fake) -> (scores of real, scores of fake), and may score them in one pass.
-Every loss and logged term is a jt.Var (no host synchronisation).
+A loss scores images through a `Critic`: `critic(images)` scores one batch, `critic.pair(real, fake)`
+scores a real and a fake batch, in one pass where the discriminator can. `fake` is already detached
+for the discriminator loss. Every loss and logged term is a jt.Var (no host synchronisation).
 """
 import inspect
 
@@ -17,11 +16,28 @@ def softplus(x):
     return x.maximum(0.0) + jt.log(1.0 + jt.exp(-jt.abs(x)))
 
 
-def scores(critic, *batches):
-    """(critic(b) for b in batches), with one call when the critic takes several batches."""
-    if getattr(critic, "scores_batches", False):
-        return critic(*batches)
-    return tuple(critic(images) for images in batches)
+class Critic:
+    """The discriminator as a loss sees it: scores (B,) of one batch, or of two batches."""
+
+    def __init__(self, score, score_pair=None):
+        self.score = score
+        self.score_pair = score_pair
+
+    @classmethod
+    def of(cls, discriminator, **inputs):
+        """A jgan discriminator called with `inputs`; it scores two batches in one call (in one pass
+        when that is faster, see jgan.batching)."""
+        return cls(lambda images: discriminator(images, **inputs),
+                   lambda real, fake: discriminator(real, fake, **inputs))
+
+    def __call__(self, images):
+        return self.score(images)
+
+    def pair(self, real, fake):
+        """(scores of real, scores of fake)."""
+        if self.score_pair is None:
+            return self.score(real), self.score(fake)
+        return self.score_pair(real, fake)
 
 
 def input_gradient(critic, images):
@@ -40,6 +56,8 @@ def squared_norm(gradient):
 class Loss:
     """A GAN objective split into the discriminator's and the generator's minimisation."""
 
+    penalises_input_gradient = False   # a per-sample penalty on grad_x D(x): no batch norm in D
+
     def discriminator_loss(self, critic, real, fake):
         raise NotImplementedError
 
@@ -54,7 +72,7 @@ class NonSaturatingLoss(Loss):
     """DCGAN: L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))) (logits)."""
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = scores(critic, real, fake)
+        d_real, d_fake = critic.pair(real, fake)
         loss = softplus(-d_real).mean() + softplus(d_fake).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
@@ -67,7 +85,7 @@ class WassersteinLoss(Loss):
     """Wasserstein critic: L_D = E[D(G(z))] - E[D(x)], L_G = -E[D(G(z))] (no Lipschitz constraint)."""
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = (d.mean() for d in scores(critic, real, fake))
+        d_real, d_fake = (d.mean() for d in critic.pair(real, fake))
         return d_fake - d_real, {"d_real": d_real, "d_fake": d_fake}
 
     def generator_loss(self, critic, fake):
@@ -91,6 +109,8 @@ class WeightClippedWassersteinLoss(WassersteinLoss):
 class WassersteinGPLoss(WassersteinLoss):
     """WGAN-GP: L_D = E[D(G(z))] - E[D(x)] + gp_weight E[(||grad D(x_hat)||_2 - 1)^2] + drift E[D(x)^2]."""
 
+    penalises_input_gradient = True
+
     def __init__(self, gp_weight=10.0, drift=0.0):
         self.gp_weight = gp_weight
         self.drift = drift
@@ -106,7 +126,7 @@ class WassersteinGPLoss(WassersteinLoss):
         return ((jt.sqrt(squared_norm(gradient)) - 1) ** 2).mean()
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = scores(critic, real, fake)
+        d_real, d_fake = critic.pair(real, fake)
         gp = self.gradient_penalty(critic, real, fake)
         drift = (d_real * d_real).mean()
         loss = d_fake.mean() - d_real.mean() + self.gp_weight * gp + self.drift * drift
@@ -117,7 +137,7 @@ class LeastSquaresLoss(Loss):
     """LSGAN (a=0, b=c=1): L_D = 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2], L_G = 1/2 E[(D(G(z)) - 1)^2]."""
 
     def discriminator_loss(self, critic, real, fake):
-        d_real, d_fake = scores(critic, real, fake)
+        d_real, d_fake = critic.pair(real, fake)
         loss = 0.5 * ((d_real - 1) ** 2).mean() + 0.5 * (d_fake ** 2).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
@@ -134,6 +154,8 @@ class WassersteinDivLoss(WassersteinLoss):
     ||g||^p = (sum over C x H x W of g^2)^(p/2). The gradient is taken w.r.t. the real images
     themselves (a fresh leaf), so it flows even when the caller's batch is stop_grad.
     """
+
+    penalises_input_gradient = True
 
     def __init__(self, k=2.0, p=6.0):
         self.k = k
@@ -156,6 +178,8 @@ class WassersteinDivLoss(WassersteinLoss):
 
 class R1Loss(NonSaturatingLoss):
     """Non-saturating logistic + R1 (Mescheder 2018): L_D += gamma/2 E[||grad D(x)||^2] on real x."""
+
+    penalises_input_gradient = True
 
     def __init__(self, gamma=10.0):
         self.gamma = gamma

@@ -36,7 +36,7 @@ class BatchNorm2d(nn.BatchNorm):
     """nn.BatchNorm2d whose training-mode statistics and affine map run on the group kernels.
 
     With a `slope`, the leaky ReLU that follows the layer is applied in the same pass. An input
-    made of `parts` equal batches (jgan.networks.batching) is normalised with each batch's own
+    made of `parts` equal batches (jgan.batching) is normalised with each batch's own
     statistics, and the running statistics take one update per batch, in order."""
 
     def execute(self, x, slope=None, parts=1):

@@ -10,6 +10,7 @@ nor a new learning rate compiles a new kernel. Gradients, their MPI all-reduce, 
 """
 import jittor as jt
 
+from jgan.errors import ConfigError
 from jgan.kernels import multi_tensor_update
 
 # in0..in3: parameter, gradient, first and second moment; h: the numbers of hyper_parameters().
@@ -47,3 +48,12 @@ class FusedAdam(jt.optim.Adam):
         step_size = lr * (1 - beta1 ** n) ** 0.5 / (1 - beta0 ** n)
         return [step_size, beta0, 1 - beta0, beta1, 1 - beta1, group.get("eps", self.eps),
                 group.get("weight_decay", self.weight_decay)]
+
+
+def build_optimizer(params, optim, lr):
+    """The optimiser an `optim` configuration section names, over `params` at learning rate `lr`."""
+    if optim["name"] == "adam":
+        return FusedAdam(params, lr, betas=tuple(optim["betas"]))
+    if optim["name"] == "rmsprop":
+        return jt.optim.RMSprop(params, lr, eps=optim.get("eps", 1e-8), alpha=optim.get("alpha", 0.99))
+    raise ConfigError(f"unknown optimiser {optim['name']!r}; choose adam or rmsprop")

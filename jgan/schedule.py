@@ -4,13 +4,14 @@ resumed run lands exactly where it stopped.
 """
 from dataclasses import dataclass
 
+from jgan import registry
 from jgan.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Phase:
     size: int            # resolution in pixels
-    step: int            # rosinality's step: log2(size) - 2 (4 px is step 0)
+    level: int           # resolution index: log2(size) - 2 (4 px is level 0)
     alpha: float         # fade-in weight of the newest block, 1 when fully grown
     batch: int
     lr: float
@@ -31,10 +32,10 @@ class FixedSchedule:
 
     def __init__(self, size, batch, lr):
         self.size, self.batch, self.lr = size, batch, lr
-        self.step = log2_size(size, "--size") - 2
+        self.level = log2_size(size, "--size") - 2
 
     def phase(self, images):
-        return Phase(self.size, self.step, 1.0, self.batch, self.lr, 0, False)
+        return Phase(self.size, self.level, 1.0, self.batch, self.lr, 0, False)
 
 
 class ProgressiveSchedule:
@@ -77,9 +78,9 @@ class ProgressiveSchedule:
 
 
 def build_schedule(config):
-    """The schedule a configuration asks for."""
+    """The schedule a configuration asks for: progressive growing for a progressive architecture."""
     train, optim = config["train"], config["optim"]
-    if "progressive" in config:
+    if registry.get(config["arch"]).progressive:
         grow = config["progressive"]
         return ProgressiveSchedule(grow["init_size"], grow["max_size"], grow["phase"], grow["batch"],
                                    grow["lr"], optim["lr_g"], fixed_batch=train["batch"])

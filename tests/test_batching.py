@@ -1,4 +1,4 @@
-"""Specification of jgan.networks.batching: a discriminator given several batches scores each as
+"""Specification of jgan.batching: a discriminator given several batches scores each as
 if it had been called on it alone, whether it runs one pass or several.
 
 Batch norm (DCGAN) and minibatch stddev (StyleGAN) mix the samples of a batch, so the one-pass
@@ -11,8 +11,9 @@ import jittor as jt
 import numpy as np
 import pytest
 
-from jgan.losses import scores
-from jgan.networks import batching, build_networks
+from jgan import batching
+from jgan.losses import Critic
+from jgan.models import build_networks
 from parity import assert_close
 
 DCGAN_TINY = {"size": 16, "nz": 8, "ngf": 4, "ndf": 4}
@@ -20,8 +21,8 @@ STYLEGAN_TINY = {"code_dim": 8, "n_mlp": 1, "channels": [8, 8, 4]}
 CASES = {
     "dcgan (batch norm)": ("dcgan", DCGAN_TINY, {}),
     "wgan-gp (instance norm)": ("wgan-gp", DCGAN_TINY, {}),
-    "stylegan (stddev over the batch)": ("stylegan", STYLEGAN_TINY, {"step": 2, "alpha": 0.4}),
-    "stylegan (stddev groups of 2)": ("stylegan", {**STYLEGAN_TINY, "stddev_group": 2}, {"step": 1}),
+    "stylegan (stddev over the batch)": ("stylegan", STYLEGAN_TINY, {"level": 2, "alpha": 0.4}),
+    "stylegan (stddev groups of 2)": ("stylegan", {**STYLEGAN_TINY, "stddev_group": 2}, {"level": 1}),
 }
 
 
@@ -36,7 +37,7 @@ def scored(case, max_images, monkeypatch):
     monkeypatch.setattr(batching, "ONE_PASS_MAX_IMAGES", max_images)
     jt.set_global_seed(0)
     _, discriminator = build_networks(arch, model)
-    size = 16 if arch != "stylegan" else 4 * 2 ** inputs["step"]
+    size = 4 * 2 ** inputs["level"] if "level" in inputs else 16
     real, fake = images(1, size), images(2, size)
     d_real, d_fake = discriminator(real, fake, **inputs)
     loss = (d_real * d_real).mean() - 3 * d_fake.mean()
@@ -79,14 +80,28 @@ def test_one_pass_policy(monkeypatch):
     assert not batching.one_pass([small, small]), "8 images exceed a one-pass limit of 7"
 
 
-def test_scores_of_a_plain_critic_are_separate_calls():
+def test_a_critic_of_one_batch_scores_a_pair_in_separate_calls():
     calls = []
 
     def critic(x):
         calls.append(x.shape[0])
         return x.reshape(x.shape[0], -1).sum(1)
     a, b = images(0, 8, batch=2), images(1, 8, batch=3)
-    d_a, d_b = scores(critic, a, b)
+    d_a, d_b = Critic(critic).pair(a, b)
     assert calls == [2, 3]
     assert_close("plain critic, first batch", d_a, a.numpy().reshape(2, -1).sum(1), 1e-4)
     assert_close("plain critic, second batch", d_b, b.numpy().reshape(3, -1).sum(1), 1e-4)
+
+
+def test_a_critic_of_a_discriminator_scores_a_pair_in_one_call(monkeypatch):
+    """Critic.of hands both batches to the discriminator at once, which may score them in one pass."""
+    calls = []
+    monkeypatch.setattr(batching, "ONE_PASS_MAX_IMAGES", 8)
+    jt.set_global_seed(0)
+    _, discriminator = build_networks("dcgan", DCGAN_TINY)
+    real, fake = images(1, 16), images(2, 16)
+    one_pass = discriminator.score
+    monkeypatch.setattr(discriminator, "score", lambda x, parts: calls.append(parts) or one_pass(x, parts))
+    d_real, d_fake = Critic.of(discriminator).pair(real, fake)
+    assert calls == [2], "real and fake were not scored in one pass"
+    assert_close("pair vs separate scores", d_real, discriminator(real), 1e-6)

@@ -1,15 +1,15 @@
 """Configuration presets, overlays and their validation."""
 import pytest
 
-import jgan  # noqa: F401  (configures Jittor before anything imports it)
-from jgan.config import ARCHS, load_config, merge, parse_override, preset, preset_name
+from jgan import registry
+from jgan.config import load_config, merge, parse_override, preset, preset_of
 from jgan.errors import ConfigError
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", registry.names())
 def test_every_arch_has_a_preset_naming_itself(arch):
-    assert preset(preset_name(arch, has_cuda=False))["arch"] == arch
-    assert preset(preset_name(arch, has_cuda=True))["arch"] == arch
+    assert preset_of(arch, has_cuda=False)["arch"] == arch
+    assert preset_of(arch, has_cuda=True)["arch"] == arch
 
 
 def test_paper_defaults_of_the_optimisers():
@@ -21,8 +21,8 @@ def test_paper_defaults_of_the_optimisers():
 
 
 def test_stylegan_uses_the_cpu_preset_without_cuda():
-    assert preset_name("stylegan", has_cuda=False) == "stylegan-cpu"
-    assert preset_name("stylegan", has_cuda=True) == "stylegan"
+    assert registry.get("stylegan").preset_path(has_cuda=False).name == "stylegan-cpu.yaml"
+    assert registry.get("stylegan").preset_path(has_cuda=True).name == "stylegan.yaml"
     assert preset("stylegan")["model"]["channels"][:5] == [512, 512, 512, 512, 256]
 
 

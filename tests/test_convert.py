@@ -102,7 +102,7 @@ def test_generator_round_trip_gives_the_same_images():
     rng = np.random.RandomState(0)
     z = rng.randn(BATCH, TINY["code_dim"]).astype(np.float32)
     noise = [rng.randn(BATCH, 1, 4 * 2 ** i, 4 * 2 ** i).astype(np.float32) for i in range(STEP + 1)]
-    image = generator(jt.array(z), noise=[jt.array(n) for n in noise], step=STEP, alpha=0.5)
+    image = generator(jt.array(z), noise=[jt.array(n) for n in noise], level=STEP, alpha=0.5)
     with torch.no_grad():
         expected = th(torch.tensor(z), [torch.tensor(n) for n in noise], step=STEP, alpha=0.5)
     print(f"round-trip G image: max abs diff {max_abs_diff(image, expected):.2e}")
@@ -132,7 +132,7 @@ def test_discriminator_round_trip_gives_the_same_scores(activate):
     assert set(converted) == set(discriminator.state_dict())
     discriminator.load_state_dict(converted)
     x = np.random.RandomState(0).randn(BATCH, 3, 32, 32).astype(np.float32)
-    scores = discriminator(jt.array(x), step=STEP, alpha=0.5)
+    scores = discriminator(jt.array(x), level=STEP, alpha=0.5)
     with torch.no_grad():
         expected = th(torch.tensor(x), step=STEP, alpha=0.5)[:, 0]
     print(f"round-trip D scores (from_rgb_activate={activate}): "

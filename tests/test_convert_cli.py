@@ -57,7 +57,7 @@ def test_train_step_checkpoint_converts_to_a_run_that_generates_the_same_images(
     document = ckpt.load_checkpoint(tmp_path / "run")
     assert set(document["networks"]) == {"generator", "generator_ema", "discriminator"}
     ema = jgan.load_generator(tmp_path / "run")
-    assert ema.trained_step == 2 and ema.trained_alpha == 1.0
+    assert ema.trained_level == 2 and ema.trained_alpha == 1.0
     assert_close("converted g_running images", *images_of(running, ema, step=2), atol=1e-4, rtol=1e-5)
     trained = jgan.load_generator(tmp_path / "run", ema=False)
     assert_close("converted generator images", *images_of(generator, trained, step=3), atol=1e-4, rtol=1e-5)
@@ -68,7 +68,7 @@ def test_bare_g_running_state_dict_converts_too(tmp_path):
     torch.save(running.state_dict(), tmp_path / "g_running.pt")
     assert convert(tmp_path / "g_running.pt", tmp_path / "run").returncode == 0
     generator = jgan.load_generator(tmp_path / "run")
-    assert generator.trained_step == 3
+    assert generator.trained_level == 3
     assert_close("bare g_running images", *images_of(running, generator, step=3), atol=1e-4, rtol=1e-5)
 
 

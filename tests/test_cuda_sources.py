@@ -16,7 +16,7 @@ import pytest
 
 from jgan import kernels
 from jgan.optim import _ADAM_BODY
-from jgan.training import EMA_BODY
+from jgan.ema import EMA_BODY
 
 NVCC = shutil.which("nvcc")
 

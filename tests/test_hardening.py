@@ -77,13 +77,13 @@ def tiny_trainer(tiny_lmdb, tmp_path, nan_policy="stop"):
 
 def poison_discriminator_loss(trainer, from_step):
     """Make the discriminator loss NaN from step `from_step` on."""
-    loss = trainer.loss.discriminator_loss
+    loss = trainer.model.loss.discriminator_loss
 
     def poisoned(critic, real, fake):
         value, terms = loss(critic, real, fake)
         return (value * float("nan"), terms) if trainer.step + 1 >= from_step else (value, terms)
 
-    trainer.loss.discriminator_loss = poisoned
+    trainer.model.loss.discriminator_loss = poisoned
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lmdb, tmp_path):
@@ -99,11 +99,11 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_lmdb,
 def test_nan_policy_skip_leaves_the_weights_untouched_and_goes_on(tiny_lmdb, tmp_path):
     trainer = tiny_trainer(tiny_lmdb, tmp_path, nan_policy="skip")
     trainer.train(2)
-    before = ckpt.module_state(trainer.discriminator)
+    before = ckpt.module_state(trainer.model.discriminator)
     poison_discriminator_loss(trainer, from_step=3)
     trainer.train(4)
     assert trainer.step == 4 and trainer.skipped_steps == 2
-    for name, value in ckpt.module_state(trainer.discriminator).items():
+    for name, value in ckpt.module_state(trainer.model.discriminator).items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
     assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["skipped"] == 2
 

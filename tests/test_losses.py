@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from jgan.errors import ConfigError
-from jgan.losses import LOSSES, build_loss, input_gradient
-from jgan.networks.dcgan import build_networks
+from jgan.losses import LOSSES, Critic, build_loss, input_gradient
+from jgan.models import build_networks
 from parity import assert_close, copy_parameters, to_numpy
 from reference import losses_torch as reference
 from reference.dcgan_torch import batch_norm_sizes, torch_networks, unbiased_running_var_as_biased
 from reference.optim_torch import EpsHatAdam
 
 SIZE, NZ, WIDTH, BATCH = 32, 100, 8, 4
+MODEL = {"size": SIZE, "nz": NZ, "ngf": WIDTH, "ndf": WIDTH}
 PENALTIES = {"wgan-gp": "gp", "wgan-div": "div", "r1": "r1"}
 
 # arch -> (loss, loss parameters, optimiser, lr, betas): the settings of each paper.
@@ -56,7 +57,7 @@ def data(seed):
 
 
 def paired_networks(arch):
-    jt_g, jt_d = build_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    jt_g, jt_d = build_networks(arch, MODEL)
     th_g, th_d = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH)
     copy_parameters(jt_g, th_g)
     copy_parameters(jt_d, th_d)
@@ -92,7 +93,8 @@ def test_discriminator_loss_penalty_and_gradients_match_pytorch(arch, name, para
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch)
     real, z, _, eps = data(0)
     loss = jittor_loss(name, params, eps)
-    jt_value, terms = loss.discriminator_loss(jt_d, jt.array(real).stop_grad(), jt_g(jt.array(z)).detach())
+    jt_value, terms = loss.discriminator_loss(Critic.of(jt_d), jt.array(real).stop_grad(),
+                                              jt_g(jt.array(z)).detach())
     th_value, th_terms = reference.discriminator_loss(
         name, th_d, torch.from_numpy(real), th_g(torch.from_numpy(z)).detach(), torch.from_numpy(eps), **params)
     assert_close(f"{name} L_D", jt_value, th_value.reshape(1), VALUE_ATOL, VALUE_RTOL)
@@ -106,7 +108,7 @@ def test_discriminator_loss_penalty_and_gradients_match_pytorch(arch, name, para
 def test_generator_loss_and_gradients_match_pytorch(arch, name, params):
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch)
     _, _, z, _ = data(0)
-    jt_value, terms = build_loss(name, **params).generator_loss(jt_d, jt_g(jt.array(z)))
+    jt_value, terms = build_loss(name, **params).generator_loss(Critic.of(jt_d), jt_g(jt.array(z)))
     th_value = reference.generator_loss(name, th_d, th_g(torch.from_numpy(z)))
     assert_close(f"{name} L_G", jt_value, th_value.reshape(1), VALUE_ATOL, VALUE_RTOL)
     assert set(terms) == {"d_fake"}
@@ -135,10 +137,10 @@ def train_jittor(arch, steps):
     for step in range(steps):
         real, z_d, z_g, eps = data(step)
         loss = jittor_loss(name, params, eps)
-        d_loss, _ = loss.discriminator_loss(jt_d, jt.array(real), jt_g(jt.array(z_d)).detach())
+        d_loss, _ = loss.discriminator_loss(Critic.of(jt_d), jt.array(real), jt_g(jt.array(z_d)).detach())
         opt_d.step(d_loss)
         loss.after_discriminator_step(jt_d)
-        g_loss, _ = loss.generator_loss(jt_d, jt_g(jt.array(z_g)))
+        g_loss, _ = loss.generator_loss(Critic.of(jt_d), jt_g(jt.array(z_g)))
         opt_g.step(g_loss)
     return jt_g, jt_d
 
@@ -187,7 +189,7 @@ def test_three_optimiser_steps_match_pytorch(arch):
 
 # ----- specifications --------------------------------------------------------------------------
 def test_wgan_clipping_bounds_every_discriminator_parameter_by_the_clip_parameter():
-    _, discriminator = build_networks("wgan", SIZE, NZ, WIDTH, WIDTH)
+    _, discriminator = build_networks("wgan", MODEL)
     running = {n: v.numpy().copy() for n, v in discriminator.state_dict().items() if "running" in n}
     build_loss("wgan", clip=0.003).after_discriminator_step(discriminator)
     for name, parameter in trainable(discriminator).items():
@@ -208,7 +210,7 @@ def linear_critic():
     a norm over the whole batch (sum s_b^2)^(1/2): the closed forms below tell them apart.
     """
     weights = jt.array(np.ones((BATCH, 4, 8, 8), np.float32) * SCALES[:, None, None, None] / 16)
-    return lambda x: (x * weights).sum([1, 2, 3])
+    return Critic(lambda x: (x * weights).sum([1, 2, 3]))
 
 
 def images(seed):

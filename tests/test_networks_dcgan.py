@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from jgan import registry
+from jgan.config import load_config
 from jgan.errors import ConfigError
-from jgan.networks.dcgan import ARCHS, Discriminator, Generator, build_networks
+from jgan.models import build_networks
+from jgan.models.dcgan import DCGANModel
+from jgan.networks.dcgan import Discriminator, Generator
 from parity import assert_close, copy_parameters
 from reference.dcgan_torch import batch_norm_sizes, torch_networks, unbiased_running_var_as_biased
 
 SIZE, NZ, WIDTH, BATCH = 32, 100, 8, 4
+ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
 OUTPUT_ATOL, OUTPUT_RTOL = 1e-6, 1e-5
 
 
@@ -25,10 +30,16 @@ def inputs(seed=0):
     return z, x
 
 
-def paired_networks(arch, critic_norm="instance"):
-    """Jittor and PyTorch nets of `arch` holding the same (torch-initialised) weights."""
-    jt_g, jt_d = build_networks(arch, SIZE, NZ, WIDTH, WIDTH, critic_norm)
-    th_g, th_d = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH, critic_norm)
+def nets(arch, size=SIZE, nz=NZ, ngf=WIDTH, ndf=WIDTH, **model):
+    """(G, D) of `arch`'s preset with these sizes and widths."""
+    return build_networks(arch, {"size": size, "nz": nz, "ngf": ngf, "ndf": ndf, **model})
+
+
+def paired_networks(arch, critic_norm=None):
+    """Jittor and PyTorch nets of `arch` holding the same (torch-initialised) weights; critic_norm
+    None is the preset's."""
+    jt_g, jt_d = nets(arch, **({"critic_norm": critic_norm} if critic_norm else {}))
+    th_g, th_d = torch_networks(arch, SIZE, NZ, WIDTH, WIDTH, critic_norm or "instance")
     copy_parameters(jt_g, th_g)
     copy_parameters(jt_d, th_d)
     return (jt_g, jt_d), (th_g, th_d)
@@ -48,7 +59,7 @@ def assert_running_statistics(label, jt_net, th_net, sizes):
 # ----- shapes and sizes ------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["dcgan", "wganp"])
 def test_generator_maps_z_to_images_in_tanh_range(arch):
-    generator, _ = build_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+    generator, _ = nets(arch)
     z, _ = inputs()
     flat = generator(jt.array(z))
     assert flat.shape == (BATCH, 3, SIZE, SIZE)
@@ -60,7 +71,7 @@ def test_generator_maps_z_to_images_in_tanh_range(arch):
 @pytest.mark.parametrize("size", [64, 128])
 @pytest.mark.parametrize("arch", ["dcgan", "wgan-gp", "wganp"])
 def test_output_shapes_at_larger_sizes(arch, size):
-    generator, discriminator = build_networks(arch, size, nz=16, ngf=4, ndf=4)
+    generator, discriminator = nets(arch, size, nz=16, ngf=4, ndf=4)
     images = generator(jt.randn(2, 16))
     assert images.shape == (2, 3, size, size)
     assert discriminator(images).shape == (2,)
@@ -68,7 +79,7 @@ def test_output_shapes_at_larger_sizes(arch, size):
 
 def test_64px_dcgan_has_the_pytorch_example_layer_shapes():
     """The PyTorch DCGAN example: G 100 -> 512 -> 256 -> 128 -> 64 -> 3, D 3 -> 64 -> ... -> 512 -> 1."""
-    generator, discriminator = build_networks("dcgan", 64)
+    generator, discriminator = build_networks("dcgan")
     g_convs = [tuple(p.shape) for n, p in generator.named_parameters() if p.ndim == 4]
     d_convs = [tuple(p.shape) for n, p in discriminator.named_parameters() if p.ndim == 4]
     assert g_convs == [(100, 512, 4, 4), (512, 256, 4, 4), (256, 128, 4, 4), (128, 64, 4, 4), (64, 3, 4, 4)]
@@ -86,9 +97,9 @@ def test_wganp_generator_honours_ngf_and_upsamples_without_transposed_convolutio
 
 def test_critic_has_no_batch_norm_and_no_sigmoid():
     for arch in ("wgan-gp", "wganp", "wgan-div"):
-        _, critic = build_networks(arch, SIZE, NZ, WIDTH, WIDTH)
+        _, critic = nets(arch)
         assert not any("running" in name for name in critic.state_dict()), arch
-    _, critic = build_networks("wgan-gp", SIZE, NZ, WIDTH, WIDTH, critic_norm="none")
+    _, critic = nets("wgan-gp", critic_norm="none")
     assert not any(isinstance(m, jt.nn.InstanceNorm2d) for m in critic.modules())
     assert isinstance(critic.main[-1], jt.nn.Conv2d), "the critic ends with its 4x4 conv, no sigmoid"
 
@@ -96,15 +107,35 @@ def test_critic_has_no_batch_norm_and_no_sigmoid():
 @pytest.mark.parametrize("size", [8, 48, 100, 0, 32.0])
 def test_unsupported_size_is_a_config_error(size):
     with pytest.raises(ConfigError, match="power of two"):
-        build_networks("dcgan", size)
+        nets("dcgan", size)
 
 
-def test_unknown_arch_and_critic_norm_are_config_errors():
+def test_unknown_arch_upsample_and_critic_norm_are_config_errors():
     with pytest.raises(ConfigError, match="dcgan, wgan, wgan-gp, wganp, lsgan, wgan-div"):
-        build_networks("gan", SIZE)
-    with pytest.raises(ConfigError, match="instance, none"):
-        build_networks("wgan-gp", SIZE, critic_norm="batch")
-    assert ARCHS == ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
+        nets("gan")
+    with pytest.raises(ConfigError, match="batch, instance, none"):
+        nets("wgan-gp", critic_norm="layer")
+    with pytest.raises(ConfigError, match="transposed, resize"):
+        nets("dcgan", upsample="bilinear")
+    assert tuple(name for name in registry.names()
+                 if registry.get(name).model == "jgan.models.dcgan:DCGANModel") == ARCHS
+
+
+@pytest.mark.parametrize("arch", ["wgan-gp", "wganp", "wgan-div"])
+def test_a_gradient_penalty_with_a_batch_norm_critic_is_refused(arch):
+    """The penalty treats each sample apart; batch norm mixes them (Gulrajani et al. 2017)."""
+    config = load_config(arch, overrides=[{"model": {"critic_norm": "batch", "ngf": 4, "ndf": 4, "size": 16}}])
+    with pytest.raises(ConfigError, match=f"critic_norm batch cannot be used with the {config['loss']['name']} loss"):
+        DCGANModel(config)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_presets_build_each_paper_network(arch):
+    """DCGAN, WGAN and LSGAN keep BatchNorm in D; the penalised critics do not; WGANP resizes."""
+    generator, critic = build_networks(arch, {"size": 16, "ngf": 4, "ndf": 4})
+    assert any("running" in name for name in critic.state_dict()) == (arch in ("dcgan", "wgan", "lsgan"))
+    transposed = any(isinstance(m, jt.nn.ConvTranspose2d) for m in generator.main[1:])
+    assert transposed == (arch != "wganp")
 
 
 def test_dcgan_initialisation():
@@ -121,8 +152,8 @@ def test_dcgan_initialisation():
 
 
 # ----- parity with PyTorch ---------------------------------------------------------------------
-PARITY_CASES = [(arch, "instance") for arch in ARCHS] + [("wgan-gp", "none")]
-PARITY_IDS = [arch if norm == "instance" else f"{arch}-critic_norm-{norm}" for arch, norm in PARITY_CASES]
+PARITY_CASES = [(arch, None) for arch in ARCHS] + [("wgan-gp", "none")]
+PARITY_IDS = [arch if norm is None else f"{arch}-critic_norm-{norm}" for arch, norm in PARITY_CASES]
 
 
 @pytest.mark.parametrize("arch,critic_norm", PARITY_CASES, ids=PARITY_IDS)

@@ -98,7 +98,7 @@ def run_generators(generators, step, alpha, per_layer_noise, z_count=1, **kwargs
         jt_kwargs["crossover"] = jt.array(np.int32(kwargs["crossover"]))
     jt_z = [jt.array(v) for v in z] if z_count > 1 else jt.array(z[0])
     th_z = [torch.tensor(v) for v in z] if z_count > 1 else torch.tensor(z[0])
-    jt_image = jt_g(jt_z, noise=jt_noise, step=step, alpha=alpha, **jt_kwargs)
+    jt_image = jt_g(jt_z, noise=jt_noise, level=step, alpha=alpha, **jt_kwargs)
     with torch.no_grad():
         th_image = th_g(th_z, th_noise, step=step, alpha=th_alpha, **th_kwargs)
     return jt_image, th_image
@@ -141,7 +141,7 @@ def test_generator_gradients_match_rosinality(generators):
     jt_g, th_g = generators
     step, z, noise = 3, latents(), layer_noise(3)
     weight = np.random.RandomState(5).randn(BATCH, 3, 32, 32).astype(np.float32)
-    jt_image = jt_g([jt.array(v) for v in z], noise=[jt.array(n) for n in noise], step=step,
+    jt_image = jt_g([jt.array(v) for v in z], noise=[jt.array(n) for n in noise], level=step,
                     alpha=jt.array(np.float32(0.5)), crossover=jt.array(np.int32(2)))
     jt_state = jt_g.state_dict()
     names = sorted(name for name in jt_state if name != "w_avg")
@@ -165,41 +165,41 @@ def test_generator_gradients_match_rosinality(generators):
 def test_noise_formats_agree(generators):
     jt_g, _ = generators
     z, noise = jt.array(latents()[0]), [jt.array(n) for n in layer_noise(2)]
-    shared = jt_g(z, noise=noise[::2], step=2)
-    duplicated = jt_g(z, noise=[n for n in noise[::2] for _ in range(2)], step=2)
+    shared = jt_g(z, noise=noise[::2], level=2)
+    duplicated = jt_g(z, noise=[n for n in noise[::2] for _ in range(2)], level=2)
     compare("one map per resolution vs the same map given to both layers", shared, duplicated)
-    assert max_abs_diff(jt_g(z, noise=noise, step=2), shared) > 1e-3, "per-layer noise is used"
+    assert max_abs_diff(jt_g(z, noise=noise, level=2), shared) > 1e-3, "per-layer noise is used"
 
 
 def test_noise_is_drawn_at_each_call_when_not_given(generators):
     jt_g, _ = generators
     z = jt.array(latents()[0])
     jt.set_global_seed(4)
-    first = jt_g(z, step=2).numpy()
-    second = jt_g([z], step=2).numpy()
+    first = jt_g(z, level=2).numpy()
+    second = jt_g([z], level=2).numpy()
     jt.set_global_seed(4)
-    compare("the same seed gives the same noise", jt_g(z, step=2), first, atol=0, rtol=0)
+    compare("the same seed gives the same noise", jt_g(z, level=2), first, atol=0, rtol=0)
     assert max_abs_diff(first, second) > 1e-3, "a second call draws new noise"
 
 
 def test_alpha_outside_0_1_means_no_fade_in(generators):
     jt_g, _ = generators
     z, noise = jt.array(latents()[0]), [jt.array(n) for n in layer_noise(2)]
-    plain = jt_g(z, noise=noise, step=2, alpha=-1)
-    compare("alpha 1.0 (float) vs -1", jt_g(z, noise=noise, step=2, alpha=1.0), plain)
-    compare("alpha Var(1) vs -1", jt_g(z, noise=noise, step=2, alpha=jt.array(np.float32(1))), plain)
+    plain = jt_g(z, noise=noise, level=2, alpha=-1)
+    compare("alpha 1.0 (float) vs -1", jt_g(z, noise=noise, level=2, alpha=1.0), plain)
+    compare("alpha Var(1) vs -1", jt_g(z, noise=noise, level=2, alpha=jt.array(np.float32(1))), plain)
 
 
 def test_random_crossover_lies_in_1_to_step(generators):
     jt_g, _ = generators
     step, z, noise = 2, [jt.array(v) for v in latents()], [jt.array(n) for n in layer_noise(2)]
-    fixed = {c: jt_g(z, noise=noise, step=step, crossover=jt.array(np.int32(c))).numpy()
+    fixed = {c: jt_g(z, noise=noise, level=step, crossover=jt.array(np.int32(c))).numpy()
              for c in (1, 2, 3)}
     assert max_abs_diff(fixed[2], fixed[3]) > 1e-3, "crossover 3 > step means no mixing"
     seen = set()
     jt.set_global_seed(3)
     for _ in range(8):
-        image = jt_g(z, noise=noise, step=step).numpy()
+        image = jt_g(z, noise=noise, level=step).numpy()
         matches = [c for c, expected in fixed.items() if max_abs_diff(image, expected) < 1e-6]
         assert matches in ([1], [2]), f"a random crossover gave an image of crossover {matches}"
         seen.add(matches[0])
@@ -210,9 +210,9 @@ def test_truncation_towards_w_avg_with_weight_0_gives_one_image(generators):
     jt_g, _ = generators
     z = jt.array(latents()[0])
     same_noise = [jt.array(np.repeat(n[:1], BATCH, axis=0)) for n in layer_noise(1)]
-    image = jt_g(z, noise=same_noise, step=1, mean_style=jt_g.w_avg, style_weight=0.0).numpy()
+    image = jt_g(z, noise=same_noise, level=1, mean_style=jt_g.w_avg, style_weight=0.0).numpy()
     assert max_abs_diff(image[0], image[1]) == 0
-    assert max_abs_diff(image, jt_g(z, noise=same_noise, step=1).numpy()) > 1e-3
+    assert max_abs_diff(image, jt_g(z, noise=same_noise, level=1).numpy()) > 1e-3
 
 
 def test_style_and_mean_style_give_w():
@@ -243,15 +243,15 @@ def test_generator_checks_its_inputs(generators):
     z = jt.array(latents()[0])
     with pytest.raises(ValueError, match=r"z should have shape \(2, 16\), got \(2, 8\)"):
         jt_g(jt.zeros((BATCH, 8)))
-    with pytest.raises(ConfigError, match="step must be in 0..4"):
-        jt_g(z, step=5)
+    with pytest.raises(ConfigError, match="level must be in 0..4"):
+        jt_g(z, level=5)
     with pytest.raises(ValueError, match="one z or a list of two, got 3"):
         jt_g([z, z, z])
     with pytest.raises(ValueError, match=r"noise at 8 px should have shape \(2, 1, 8, 8\), "
                                          r"got \(2, 1, 4, 4\)"):
-        jt_g(z, noise=[jt.zeros((BATCH, 1, 4, 4))] * 2 + [jt.zeros((BATCH, 1, 4, 4))] * 2, step=1)
+        jt_g(z, noise=[jt.zeros((BATCH, 1, 4, 4))] * 2 + [jt.zeros((BATCH, 1, 4, 4))] * 2, level=1)
     with pytest.raises(ValueError, match="needs 3 maps .* or 6 .* got 2"):
-        jt_g(z, noise=[jt.array(n) for n in layer_noise(1)[::2]], step=2)
+        jt_g(z, noise=[jt.array(n) for n in layer_noise(1)[::2]], level=2)
 
 
 # ----- discriminator --------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_discriminator_matches_rosinality(discriminators, step):
         with torch.no_grad():
             expected = th_d(torch.tensor(x), step=step, alpha=alpha)[:, 0]
         for kind, jt_alpha in (("float", alpha), ("Var", jt.array(np.float32(alpha)))):
-            scores = jt_d(jt.array(x), step=step, alpha=jt_alpha)
+            scores = jt_d(jt.array(x), level=step, alpha=jt_alpha)
             assert scores.shape == (BATCH,)
             compare(f"D step {step} alpha {alpha} ({kind})", scores, expected, atol=D_ATOL)
 
@@ -280,7 +280,7 @@ def discriminator_gradients(jt_d, th_d, step, alpha, r1):
     jt_x = jt.array(x)
     jt_state = jt_d.state_dict()
     names = sorted(jt_state)
-    jt_loss = jt_d(jt_x, step=step, alpha=jt.array(np.float32(alpha))).sum()
+    jt_loss = jt_d(jt_x, level=step, alpha=jt.array(np.float32(alpha))).sum()
     th_x = torch.tensor(x, dtype=torch.float64 if r1 else torch.float32, requires_grad=True)
     th_loss = th_d(th_x, step=step, alpha=alpha).sum()
     if r1:
@@ -317,7 +317,7 @@ def test_discriminator_with_stddev_groups_and_from_rgb_activation():
     x = np.concatenate([images(1, seed=s) for s in range(2)])  # batch 4: two groups of 2
     with torch.no_grad():
         grouped = torch.cat([th(torch.tensor(x[i::2]), step=1)[:, 0] for i in range(2)])
-    scores = jt_d(jt.array(x), step=1).numpy()
+    scores = jt_d(jt.array(x), level=1).numpy()
     compare("D(stddev_group=2) vs rosinality D on each group",
             np.concatenate([scores[0::2], scores[1::2]]), grouped, atol=D_ATOL)
 
@@ -326,9 +326,9 @@ def test_discriminator_checks_its_input(discriminators):
     jt_d, _ = discriminators
     with pytest.raises(ValueError, match=r"discriminator input at step 2 should have shape "
                                          r"\(\*, 3, 16, 16\), got \(2, 3, 8, 8\)"):
-        jt_d(jt.zeros((BATCH, 3, 8, 8)), step=2)
-    with pytest.raises(ConfigError, match="step must be in 0..4"):
-        jt_d(jt.zeros((BATCH, 3, 128, 128)), step=5)
+        jt_d(jt.zeros((BATCH, 3, 8, 8)), level=2)
+    with pytest.raises(ConfigError, match="level must be in 0..4"):
+        jt_d(jt.zeros((BATCH, 3, 128, 128)), level=5)
 
 
 def test_build_networks_from_a_model_section():
@@ -359,8 +359,8 @@ def test_a_training_phase_compiles_once_while_alpha_and_crossover_change(generat
     def train_like_step(alpha, crossover):
         alpha = jt.array(np.float32(alpha))
         z = [jt.randn(BATCH, CODE), jt.randn(BATCH, CODE)]
-        fake = jt_g(z, step=step, alpha=alpha, crossover=jt.array(np.int32(crossover)))
-        loss = -jt_d(fake, step=step, alpha=alpha).mean()
+        fake = jt_g(z, level=step, alpha=alpha, crossover=jt.array(np.int32(crossover)))
+        loss = -jt_d(fake, level=step, alpha=alpha).mean()
         jt.sync(jt.grad(loss, parameters) + [loss])
 
     unique = np.random.randint(10 ** 6, 10 ** 9)  # a constant baked into a kernel seen nowhere else
@@ -393,7 +393,7 @@ def test_idle_modules_are_exactly_the_weights_a_phase_leaves_without_gradient(ge
     alpha = jt.array(np.float32(0.5)) if alpha == "var" else alpha
     jt_g, jt_d = generators[0], discriminators[0]
     z = [jt.array(latents()[0])]
-    g_zero = gradient_is_zero(jt_g, jt_g(z, step=step, alpha=alpha).sqr().sum())
-    d_zero = gradient_is_zero(jt_d, jt_d(jt.array(images(step)), step=step, alpha=alpha).sqr().sum())
+    g_zero = gradient_is_zero(jt_g, jt_g(z, level=step, alpha=alpha).sqr().sum())
+    d_zero = gradient_is_zero(jt_d, jt_d(jt.array(images(step)), level=step, alpha=alpha).sqr().sum())
     assert {n for n, zero in g_zero.items() if zero} == idle_names(jt_g, step, alpha)
     assert {n for n, zero in d_zero.items() if zero} == idle_names(jt_d, step, alpha)

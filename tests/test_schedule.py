@@ -17,7 +17,7 @@ def test_first_resolution_is_fully_grown_for_two_phases():
     schedule = progressive()
     for images in (0, 99, 199):
         phase = schedule.phase(images)
-        assert (phase.size, phase.step, phase.alpha, phase.batch) == (8, 1, 1.0, 10)
+        assert (phase.size, phase.level, phase.alpha, phase.batch) == (8, 1, 1.0, 10)
         assert not phase.fading
 
 
@@ -29,7 +29,7 @@ def test_next_resolution_fades_in_over_one_phase_then_holds():
     assert schedule.phase(249).fading
     assert schedule.phase(299).alpha == 1.0
     assert schedule.phase(350).alpha == 1.0 and not schedule.phase(350).fading
-    assert schedule.phase(350).batch == 5 and schedule.phase(350).step == 2
+    assert schedule.phase(350).batch == 5 and schedule.phase(350).level == 2
 
 
 def test_last_resolution_holds_forever_with_its_learning_rate():
@@ -58,4 +58,4 @@ def test_bad_sizes_are_sentences():
 def test_fixed_schedule_never_changes():
     schedule = FixedSchedule(size=32, batch=8, lr=1e-4)
     assert schedule.phase(0) == schedule.phase(10 ** 9)
-    assert schedule.phase(0).step == 3
+    assert schedule.phase(0).level == 3

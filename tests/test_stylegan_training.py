@@ -36,10 +36,11 @@ import torch
 
 from jgan.config import load_config
 from jgan.convert import rosinality_discriminator_state, rosinality_generator_state
-from jgan.losses import build_loss
+from jgan.losses import Critic, build_loss
 from jgan.networks.stylegan import Discriminator, StyledGenerator
 from jgan.schedule import Phase
-from jgan.training import NO_MIXING, Trainer
+from jgan.models.stylegan import NO_MIXING
+from jgan.training import Trainer
 from parity import assert_close, max_abs_diff, to_numpy
 from reference import losses_torch as reference
 from reference import stylegan_torch as ref
@@ -115,8 +116,8 @@ def double(array):
 def jittor_fake(jt_g, generator_input, step, alpha, crossover=None):
     z, noise = generator_input
     if crossover is None:
-        return jt_g(jt.array(z[0]), noise=[jt.array(n) for n in noise], step=step, alpha=alpha)
-    return jt_g([jt.array(v) for v in z], noise=[jt.array(n) for n in noise], step=step,
+        return jt_g(jt.array(z[0]), noise=[jt.array(n) for n in noise], level=step, alpha=alpha)
+    return jt_g([jt.array(v) for v in z], noise=[jt.array(n) for n in noise], level=step,
                 alpha=alpha, crossover=jt.array(np.int32(crossover)))
 
 
@@ -171,8 +172,7 @@ def test_losses_penalties_and_gradients_match_pytorch(name, phase):
     data = draws(step, seed=step)
     jt_alpha = jt.array(np.float32(alpha))
 
-    def jt_critic(images):
-        return jt_d(images, step=step, alpha=jt_alpha)
+    jt_critic = Critic(lambda images: jt_d(images, level=step, alpha=jt_alpha))
 
     def th_critic(images):
         return th_d(images, step=step, alpha=alpha)
@@ -211,27 +211,27 @@ def jittor_trainer(name, tmp_path, iteration_draws):
         "progressive": {"init_size": 8, "max_size": 4 * 2 ** len(CHANNELS[1:]), "mixing": 0.0},
         "train": {"batch": BATCH, "n_critic": 1, "ema": 0.0, "num_workers": 0}}])
     trainer = Trainer(config, None, tmp_path / "run", tmp_path / "sample", progress=False)
-    load_jittor(trainer.generator, trainer.discriminator, *torch_networks())
+    load_jittor(trainer.model.generator, trainer.model.discriminator, *torch_networks())
     calls = iter([(generator_input, crossover) for data, crossover in iteration_draws
                   for generator_input in (data.d_input, data.g_input)])
 
-    def generate(generator, batch, phase, inputs):
+    def generate(generator, batch, context, inputs):
         generator_input, crossover = next(calls)
-        return jittor_fake(generator, generator_input, phase.step, inputs["alpha"], crossover)
+        return jittor_fake(generator, generator_input, context.phase.level, inputs["alpha"], crossover)
 
-    trainer.generate = generate
+    trainer.model.generate = generate
     return trainer
 
 
 def train_jittor(name, tmp_path, iteration_draws, alphas):
     trainer = jittor_trainer(name, tmp_path, iteration_draws)
     for (data, _), alpha in zip(iteration_draws, alphas):
-        trainer.loss.draw_epsilon = lambda batch, eps=data.eps: jt.array(eps)
-        phase = Phase(size=4 * 2 ** TRAINING_STEP, step=TRAINING_STEP, alpha=alpha, batch=BATCH,
+        trainer.model.loss.draw_epsilon = lambda batch, eps=data.eps: jt.array(eps)
+        phase = Phase(size=4 * 2 ** TRAINING_STEP, level=TRAINING_STEP, alpha=alpha, batch=BATCH,
                       lr=LR, index=0, fading=True)
         trainer.set_learning_rate(phase)
-        trainer.iteration(iter([jt.array(data.real)]), phase)
-    return trainer.generator, trainer.discriminator
+        trainer.iteration({"images": iter([jt.array(data.real)])}, phase)
+    return trainer.model.generator, trainer.model.discriminator
 
 
 def train_torch(name, iteration_draws, alphas):

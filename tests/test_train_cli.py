@@ -74,7 +74,7 @@ def test_existing_run_is_not_overwritten_without_resume(tiny_lmdb, tmp_path):
     (["--arch", "biggan"], "unknown architecture 'biggan'; choose one of"),
     (["--arch", "dcgan", "--set", "train.n_critc=2"], "did you mean 'n_critic'"),
     (["--arch", "dcgan", "--size", "48"], "power of two"),
-    (["--arch", "dcgan", "--phase", "10"], "--phase is a StyleGAN flag"),
+    (["--arch", "dcgan", "--phase", "10"], "--phase is a progressive-growing flag"),
 ])
 def test_bad_flags_are_one_sentence(args, message, tiny_lmdb, tmp_path):
     result = run_script("train.py", tiny_lmdb, *args, "--iters", 1, "--no-progress", cwd=tmp_path)

@@ -9,9 +9,12 @@ import jittor as jt
 from jittor import nn
 
 from jgan import checkpoint as ckpt
+from jgan.benchmark import KernelLog
 from jgan.config import load_config
-from jgan.runtime import KernelLog
-from jgan.training import NO_MIXING, Trainer, accumulate
+from jgan.ema import accumulate
+from jgan.models.base import StepContext
+from jgan.models.stylegan import NO_MIXING
+from jgan.training import Trainer
 
 TINY_STYLEGAN = {"model": {"code_dim": 16, "n_mlp": 2, "channels": [16, 16, 8, 8]},
                  "progressive": {"init_size": 8, "max_size": 16},
@@ -65,16 +68,16 @@ def test_checkpoint_round_trip_restores_everything(tmp_path):
     fresh.restore(document)
     assert (fresh.step, fresh.images) == (2, 2 * 2 * 4)
     for name in ("generator", "discriminator", "generator_ema"):
-        restored = ckpt.module_state(getattr(fresh, name))
+        restored = ckpt.module_state(fresh.model.modules()[name])
         for key, value in document["networks"][name].items():
             np.testing.assert_array_equal(restored[key], value, err_msg=f"{name}.{key}")
-    for name in ("optimizer_g", "optimizer_d"):
-        optimizer = getattr(fresh, name)
-        saved = document["optimizers"]["generator" if name == "optimizer_g" else "discriminator"]
-        assert optimizer.n_step == saved["n_step"] == 2 * (2 if name == "optimizer_d" else 1)
+    for name in ("generator", "discriminator"):
+        optimizer = fresh.model.optimizers()[name]
+        saved = document["optimizers"][name]
+        assert optimizer.n_step == saved["n_step"] == 2 * (2 if name == "discriminator" else 1)
         for var, array in zip(optimizer.param_groups[0]["m"], saved["groups"][0]["m"]):
             np.testing.assert_array_equal(var.numpy(), array)
-    np.testing.assert_array_equal(fresh.fixed_z, t.fixed_z)
+    np.testing.assert_array_equal(fresh.sample_inputs, t.sample_inputs)
 
 
 def test_restore_refuses_a_checkpoint_of_another_arch(tmp_path):
@@ -102,17 +105,18 @@ def test_a_phase_trains_only_the_weights_it_reaches_and_keeps_the_rest_as_they_w
     and freezes the 32 px block and the 4 px to-RGB instead; buffers never become trainable."""
     t = trainer("stylegan", tmp_path, {"progressive": {"phase": 10 ** 6}})
     idle = {"progression.2.conv1.weight", "to_rgb.2.weight"}
-    before = {name: t.generator.state_dict()[name].numpy().copy() for name in idle}
-    buffers = {name for name, var in t.generator.state_dict().items() if var.is_stop_grad()}
+    before = {name: t.model.generator.state_dict()[name].numpy().copy() for name in idle}
+    buffers = {name for name, var in t.model.generator.state_dict().items() if var.is_stop_grad()}
     run_iterations(t, 2)
-    state = t.generator.state_dict()
+    state = t.model.generator.state_dict()
     for name in idle:
         assert state[name].is_stop_grad(), f"{name} is trainable at 8 px"
         np.testing.assert_array_equal(state[name].numpy(), before[name], err_msg=name)
-    index = [id(p) for g in t.optimizer_g.param_groups for p in g["params"]].index(id(state["to_rgb.2.weight"]))
-    moments = [v for g in t.optimizer_g.param_groups for v in g["values"]]
+    optimizer_g = t.model.optimizers()["generator"]
+    index = [id(p) for g in optimizer_g.param_groups for p in g["params"]].index(id(state["to_rgb.2.weight"]))
+    moments = [v for g in optimizer_g.param_groups for v in g["values"]]
     assert not np.any(moments[index].numpy()), "a frozen weight's second moment changed"
-    assert np.any(state["to_rgb.1.weight"].numpy() != t.generator_ema.state_dict()["to_rgb.1.weight"].numpy())
+    assert np.any(state["to_rgb.1.weight"].numpy() != t.model.generator_ema.state_dict()["to_rgb.1.weight"].numpy())
     t.images = 2 * 10 ** 6                   # the 16 px fade-in
     run_iterations(t, 1)
     for name in idle:
@@ -124,18 +128,20 @@ def test_a_phase_trains_only_the_weights_it_reaches_and_keeps_the_rest_as_they_w
 
 def test_style_mixing_draws_a_crossover_within_the_current_layers(tmp_path):
     t = trainer("stylegan", tmp_path, {"progressive": {"mixing": 1.0}})
-    phase = t.schedule.phase(10 ** 6)    # 16 px: step 2
+    phase = t.schedule.phase(10 ** 6)    # 16 px: level 2
+    context = StepContext(phase, np.random.RandomState(0), world=1, update=None)
     for _ in range(20):
-        (latents,), kwargs = t.latents(3, phase)
-        assert len(latents) == 2 and 1 <= int(kwargs["crossover"].item()) <= phase.step
-    t.config["progressive"]["mixing"] = 1e-9
-    (latents,), kwargs = t.latents(3, phase)
+        (latents,), kwargs = t.model.latents(3, context)
+        assert len(latents) == 2 and 1 <= int(kwargs["crossover"].item()) <= phase.level
+    t.model.mixing = 1e-9
+    (latents,), kwargs = t.model.latents(3, context)
     assert int(kwargs["crossover"].item()) == NO_MIXING
 
 
 def test_stylegan_tracks_the_average_latent(tmp_path):
     t = trainer("stylegan", tmp_path)
-    assert float(t.generator.w_avg.abs().sum().item()) == 0
+    generator, generator_ema = t.model.generator, t.model.generator_ema
+    assert float(generator.w_avg.abs().sum().item()) == 0
     run_iterations(t, 2)
-    assert float(t.generator.w_avg.abs().sum().item()) > 0
-    np.testing.assert_array_equal(t.generator_ema.w_avg.numpy(), t.generator.w_avg.numpy())
+    assert float(generator.w_avg.abs().sum().item()) > 0
+    np.testing.assert_array_equal(generator_ema.w_avg.numpy(), generator.w_avg.numpy())

@@ -12,11 +12,10 @@ from jittor import nn
 
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
-from jgan.networks.batching import score_batches
+from jgan.batching import score_batches
 from jgan.norms import BatchNorm2d, InstanceNorm2d
 
-ARCHS = ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div")
-CRITIC_NORMS = ("instance", "none")
+CRITIC_NORMS = ("batch", "instance", "none")
 INIT_STD = 0.02
 
 
@@ -38,7 +37,7 @@ class LeakyReLU(nn.Module):
 def run_layers(layers, x, parts=1):
     """x through `layers` in order; a normalisation followed by a LeakyReLU runs as one pass (its
     output before the activation is never stored: less memory and one pass fewer). x holds
-    `parts` batches, each normalised on its own (jgan.networks.batching)."""
+    `parts` batches, each normalised on its own (jgan.batching)."""
     layers = list(layers)
     index = 0
     while index < len(layers):
@@ -123,8 +122,6 @@ class Discriminator(nn.Module):
 
     D(x1, x2, ...) returns the scores of each batch, in one pass when that is faster."""
 
-    scores_batches = True
-
     def __init__(self, size=64, ndf=64, channels=3, norm="batch"):
         super().__init__()
         n = doublings(size)
@@ -145,21 +142,15 @@ class Discriminator(nn.Module):
         return run_layers(self.main, x, parts).reshape(x.shape[0])
 
 
-def _nets_of(arch, critic_norm):
-    """(generator upsampling, discriminator norm) of an architecture."""
-    if arch in ("dcgan", "wgan", "lsgan"):
-        return "transposed", "batch"
+def build_networks(size=64, nz=100, ngf=64, ndf=64, upsample="transposed", critic_norm="batch",
+                   channels=3):
+    """(generator, discriminator) of one `model` section: the generator upsamples with
+    fractionally-strided convs (`transposed`, DCGAN) or nearest + 3x3 conv (`resize`, WGANP); the
+    critic normalises its hidden layers with `batch` norm (DCGAN) or `instance` norm or `none`
+    (Gulrajani et al. 2017 drop BatchNorm from a gradient-penalised critic)."""
+    if upsample not in UPSAMPLERS:
+        raise ConfigError(f"unknown upsample {upsample!r}; choose one of {', '.join(UPSAMPLERS)}")
     if critic_norm not in CRITIC_NORMS:
-        raise ConfigError(f"unknown critic_norm {critic_norm!r} for {arch}; "
-                          f"choose one of {', '.join(CRITIC_NORMS)}")
-    return ("resize" if arch == "wganp" else "transposed"), critic_norm
-
-
-def build_networks(arch, size=64, nz=100, ngf=64, ndf=64, critic_norm="instance", channels=3):
-    """(generator, discriminator) of `arch`; dcgan/wgan/lsgan keep BatchNorm in D, the others are BN-free."""
-    if arch not in ARCHS:
-        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-    upsample, norm = _nets_of(arch, critic_norm)
-    generator = Generator(size, nz, ngf, channels, upsample)
-    discriminator = Discriminator(size, ndf, channels, norm)
-    return generator, discriminator
+        raise ConfigError(f"unknown critic_norm {critic_norm!r}; choose one of {', '.join(CRITIC_NORMS)}")
+    return (Generator(size, nz, ngf, channels, upsample),
+            Discriminator(size, ndf, channels, critic_norm))

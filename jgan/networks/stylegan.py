@@ -1,10 +1,10 @@
 """StyleGAN v1 (Karras et al. 2019) with progressive growing, as in rosinality's style-based-gan-pytorch.
 
 Resolution index i is 4 * 2**i px; `channels[i]` is the width of the generator block and of the
-discriminator's from-RGB layer at that resolution. `step` is the index of the current output
-resolution and `alpha` the fade-in weight of its newest block:
+discriminator's from-RGB layer at that resolution. `level` is the index of the current output
+resolution (rosinality calls it `step`) and `alpha` the fade-in weight of its newest block:
   * alpha as a Python float follows rosinality: the fade-in is applied only when 0 <= alpha < 1;
-  * alpha as a jt.Var always blends for step > 0 (alpha = 1 gives the new block alone), so one
+  * alpha as a jt.Var always blends for level > 0 (alpha = 1 gives the new block alone), so one
     phase of training compiles one graph while alpha ramps up.
 Parameter names follow rosinality's without its `.conv`/`.linear` wrappers and `_orig` suffixes
 (see jgan.convert).
@@ -18,7 +18,7 @@ from jgan.layers import (AdaptiveInstanceNorm, Blur, ConstantInput, ConvDownsamp
                          NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
                          LRELU_SLOPE, leaky_relu, lerp)
 from jgan.kernels import average_pool_2x2, upsample_nearest_2x
-from jgan.networks.batching import score_batches
+from jgan.batching import score_batches
 
 CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
 
@@ -28,9 +28,9 @@ def resolution(index):
     return 4 * 2 ** index
 
 
-def fades_in(alpha, step):
+def fades_in(alpha, level):
     """Whether the output is blended with the upsampled (downsampled) previous resolution."""
-    if step == 0:
+    if level == 0:
         return False
     return isinstance(alpha, jt.Var) or 0 <= alpha < 1
 
@@ -97,14 +97,14 @@ class StyledGenerator(nn.Module):
         self.w_avg = jt.zeros((1, code_dim)).stop_grad()
 
     @property
-    def max_step(self):
+    def max_level(self):
         return len(self.channels) - 1
 
-    def idle_modules(self, step, alpha):
-        """The modules a forward pass at (step, alpha) never reaches: the blocks above `step` and
-        the to-RGB layers other than step's and, while fading in, the previous one's."""
-        reached = {step, step - 1} if fades_in(alpha, step) else {step}
-        return (list(self.progression)[step + 1:]
+    def idle_modules(self, level, alpha):
+        """The modules a forward pass at (level, alpha) never reaches: the blocks above `level` and
+        the to-RGB layers other than level's and, while fading in, the previous one's."""
+        reached = {level, level - 1} if fades_in(alpha, level) else {level}
+        return (list(self.progression)[level + 1:]
                 + [layer for i, layer in enumerate(self.to_rgb) if i not in reached])
 
     def mean_style(self, z):
@@ -116,9 +116,9 @@ class StyledGenerator(nn.Module):
         new = self.w_avg * decay + w.detach().mean(dim=0, keepdims=True) * (1 - decay)
         self.w_avg.update(new.stop_grad())
 
-    def execute(self, input, noise=None, step=0, alpha=-1, mean_style=None, style_weight=0,
+    def execute(self, input, noise=None, level=0, alpha=-1, mean_style=None, style_weight=0,
                 mixing_range=(-1, -1), crossover=None, truncation_cutoff=None):
-        """Images (B, image_channels, 4 * 2**step, 4 * 2**step) from z (B, code_dim) or a list of 1-2 z's.
+        """Images (B, image_channels, 4 * 2**level, 4 * 2**level) from z (B, code_dim) or a list of 1-2 z's.
 
         noise: None (drawn here, one map per conv layer), rosinality's list of one (B, 1, s, s) map
           per resolution (used by both layers there), or a list of one map per conv layer.
@@ -127,27 +127,27 @@ class StyledGenerator(nn.Module):
           truncate towards the running average of training.
         mixing_range=(a, b): with two z's, resolutions a..b take the second style (generation).
         crossover: with two z's, a jt.Var c: resolutions i >= c take the second style (training);
-          drawn uniformly in [1, step] when None; c > step means no mixing.
+          drawn uniformly in [1, level] when None; c > level means no mixing.
         """
         latents = list(input) if isinstance(input, (list, tuple)) else [input]
-        self._check_inputs(latents, step)
+        self._check_inputs(latents, level)
         batch = latents[0].shape[0]
         styles = [self.style(z) for z in latents]
         truncated = styles if mean_style is None else [
             mean_style + style_weight * (s - mean_style) for s in styles]
-        cutoff = step + 1 if truncation_cutoff is None else truncation_cutoff
-        if len(styles) == 2 and mixing_range == (-1, -1) and crossover is None and step > 0:
-            crossover = jt.randint(1, step + 1, shape=(1,))
-        noise = self._layer_noise(noise, batch, step)
+        cutoff = level + 1 if truncation_cutoff is None else truncation_cutoff
+        if len(styles) == 2 and mixing_range == (-1, -1) and crossover is None and level > 0:
+            crossover = jt.randint(1, level + 1, shape=(1,))
+        noise = self._layer_noise(noise, batch, level)
 
         out = previous = None
-        for i in range(step + 1):
+        for i in range(level + 1):
             style = self._block_style(truncated if i < cutoff else styles, i, mixing_range, crossover)
             previous = out
             out = self.progression[i](out, style, noise[2 * i], noise[2 * i + 1])
-        image = self.to_rgb[step](out)
-        if fades_in(alpha, step):
-            image = lerp(upsample_nearest_2x(self.to_rgb[step - 1](previous)), image, alpha)
+        image = self.to_rgb[level](out)
+        if fades_in(alpha, level):
+            image = lerp(upsample_nearest_2x(self.to_rgb[level - 1](previous)), image, alpha)
         return image
 
     @staticmethod
@@ -163,28 +163,28 @@ class StyledGenerator(nn.Module):
         second = (crossover <= index).float32()
         return styles[0] + second * (styles[1] - styles[0])
 
-    def _check_inputs(self, latents, step):
-        if not 0 <= step <= self.max_step:
-            raise ConfigError(f"step must be in 0..{self.max_step} for {len(self.channels)} "
-                              f"resolutions, got {step}")
+    def _check_inputs(self, latents, level):
+        if not 0 <= level <= self.max_level:
+            raise ConfigError(f"level must be in 0..{self.max_level} for {len(self.channels)} "
+                              f"resolutions, got {level}")
         if len(latents) not in (1, 2):
             raise ValueError(f"the generator takes one z or a list of two, got {len(latents)}.")
         for z in latents:
             check_shape("z", z, (latents[0].shape[0], self.code_dim))
 
-    def _layer_noise(self, noise, batch, step):
+    def _layer_noise(self, noise, batch, level):
         """One noise map per conv layer, 2 per resolution, from any accepted noise format."""
         if noise is None:
             return [jt.randn(batch, 1, resolution(i), resolution(i))
-                    for i in range(step + 1) for _ in range(2)]
+                    for i in range(level + 1) for _ in range(2)]
         noise = list(noise)
         per_layer = len(noise) >= 2 and noise[0].shape[-1] == noise[1].shape[-1]
-        if len(noise) < (2 if per_layer else 1) * (step + 1):
-            raise ValueError(f"noise for step {step} needs {step + 1} maps (one per resolution) or "
-                             f"{2 * (step + 1)} (one per conv layer), got {len(noise)}.")
+        if len(noise) < (2 if per_layer else 1) * (level + 1):
+            raise ValueError(f"noise for level {level} needs {level + 1} maps (one per resolution) or "
+                             f"{2 * (level + 1)} (one per conv layer), got {len(noise)}.")
         if not per_layer:
             noise = [n for n in noise for _ in range(2)]
-        for i in range(step + 1):
+        for i in range(level + 1):
             size = resolution(i)
             for n in noise[2 * i:2 * i + 2]:
                 check_shape(f"noise at {size} px", n, (batch, 1, size, size))
@@ -222,8 +222,6 @@ class Discriminator(nn.Module):
     stddev_group is the minibatch-stddev group size (None: the whole batch, as rosinality).
     """
 
-    scores_batches = True
-
     def __init__(self, channels=CHANNELS, fused_from=128, from_rgb_activate=False, stddev_group=None,
                  image_channels=3):
         check_architecture(channels, fused_from)
@@ -246,38 +244,38 @@ class Discriminator(nn.Module):
         self.linear = EqualLinear(self.channels[0], 1)
 
     @property
-    def max_step(self):
+    def max_level(self):
         return len(self.channels) - 1
 
-    def idle_modules(self, step, alpha):
-        """The modules scoring at (step, alpha) never reaches: the blocks above `step` and the
-        from-RGB layers other than step's and, while fading in, the previous one's."""
-        first = len(self.channels) - 1 - step
-        reached = {first, first + 1} if fades_in(alpha, step) else {first}
+    def idle_modules(self, level, alpha):
+        """The modules scoring at (level, alpha) never reaches: the blocks above `level` and the
+        from-RGB layers other than level's and, while fading in, the previous one's."""
+        first = len(self.channels) - 1 - level
+        reached = {first, first + 1} if fades_in(alpha, level) else {first}
         return (list(self.progression)[:first]
                 + [layer for i, layer in enumerate(self.from_rgb) if i not in reached])
 
-    def execute(self, *images, step=0, alpha=-1):
-        """Scores (B,) of images (B, image_channels, 4 * 2**step, 4 * 2**step); given several
+    def execute(self, *images, level=0, alpha=-1):
+        """Scores (B,) of images (B, image_channels, 4 * 2**level, 4 * 2**level); given several
         batches, a tuple with the scores of each (in one pass when that is faster)."""
-        if not 0 <= step <= self.max_step:
-            raise ConfigError(f"step must be in 0..{self.max_step} for {len(self.channels)} "
-                              f"resolutions, got {step}")
-        size = resolution(step)
+        if not 0 <= level <= self.max_level:
+            raise ConfigError(f"level must be in 0..{self.max_level} for {len(self.channels)} "
+                              f"resolutions, got {level}")
+        size = resolution(level)
         for input in images:
-            check_shape(f"discriminator input at step {step}", input,
+            check_shape(f"discriminator input at level {level}", input,
                         (None, self.image_channels, size, size))
-        return score_batches(lambda x, parts: self.score(x, parts, step, alpha), images)
+        return score_batches(lambda x, parts: self.score(x, parts, level, alpha), images)
 
-    def score(self, input, parts, step, alpha):
+    def score(self, input, parts, level, alpha):
         last = len(self.channels) - 1
-        out = self.from_rgb[last - step](input)
-        for i in range(step, -1, -1):
+        out = self.from_rgb[last - level](input)
+        for i in range(level, -1, -1):
             index = last - i
             if i == 0:
                 out = self.stddev(out, parts)
             out = self.progression[index](out)
-            if i == step and fades_in(alpha, step):
+            if i == level and fades_in(alpha, level):
                 skip = self.from_rgb[index + 1](average_pool_2x2(input))
                 out = lerp(skip, out, alpha)
         return self.linear(out.reshape(out.shape[0], -1)).reshape(out.shape[0])

@@ -3,13 +3,9 @@
 A discriminator step scores the real and the fake batch. Concatenated, the two go through every
 convolution in one call instead of two; layers that mix samples (batch norm, minibatch stddev)
 still treat each batch on its own (`parts`), so the scores, the gradients and the running
-statistics are those of two separate calls. On the CPU it pays off for small batches only,
-where oneDNN's fixed cost per convolution call (layout reorders, primitive set-up) dominates.
-Measured on 2 cores: a DCGAN critic's forward and backward over 2 x 8 images takes 0.8x the time
-of two passes at 32 and 64 px, and the whole training iteration 0.95x (DCGAN, 32 px) to 0.98x
-(StyleGAN, 8 px); at 2 x 16 images the critic alone gains 10% but a StyleGAN 64 px iteration
-loses 5%, and at 2 x 32 or 2 x 64 images one pass is 5-10% slower. On CUDA the batches always
-share a pass (a GPU is used better by larger batches; not measured here, there is no GPU).
+statistics are those of two separate calls. On the CPU it pays off for small batches only, where
+oneDNN's fixed cost per convolution call (layout reorders, primitive set-up) dominates (README,
+"Speed"); on CUDA the batches always share a pass.
 """
 import jittor as jt
 

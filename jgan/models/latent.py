@@ -1,0 +1,100 @@
+"""A generator of latent vectors against one discriminator: what the DCGAN family, StyleGAN and
+PGGAN share. A training step is n_critic discriminator updates, then one generator update, then
+the EMA of the generator's weights."""
+import jittor as jt
+
+from jgan import registry
+from jgan.ema import accumulate, copy_weights, trainable_names
+from jgan.losses import Critic, build_loss
+from jgan.models.base import GANModel
+from jgan.optim import build_optimizer
+
+
+class LatentGAN(GANModel):
+    """G(z) against D(x) with any jgan loss; subclasses build the networks (`build_networks`) and
+    may add per-family inputs (`network_inputs`, `latents`) and steps (`before_step`,
+    `after_generator_step`)."""
+
+    sampling_modules = ("generator_ema", "generator")
+    state_fallbacks = {"generator_ema": "generator"}   # a run resumed with EMA newly switched on
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.latent_size = registry.get(config["arch"]).latent_size(config["model"])
+        self.generator, self.discriminator = self.build_networks(config["model"])
+        self.generator_weights = trainable_names(self.generator)
+        self.ema_decay = config["train"]["ema"]
+        self.generator_ema = None
+        if self.ema_decay > 0:
+            self.generator_ema = self.build_generator(config["model"])
+            copy_weights(self.generator, self.generator_ema)
+            self.generator_ema.eval()
+        self.loss = build_loss(**config["loss"])
+        optim = config["optim"]
+        self.optimizer_g = build_optimizer(self.generator.parameters(), optim, optim["lr_g"])
+        self.optimizer_d = build_optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
+        self.n_critic = config["train"]["n_critic"]
+
+    @classmethod
+    def build_networks(cls, model_config):
+        """(generator, discriminator) of a `model` section."""
+        raise NotImplementedError
+
+    @classmethod
+    def build_generator(cls, model_config):
+        return cls.build_networks(model_config)[0]
+
+    def modules(self):
+        modules = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.generator_ema is not None:
+            modules["generator_ema"] = self.generator_ema
+        return modules
+
+    def optimizers(self):
+        return {"generator": self.optimizer_g, "discriminator": self.optimizer_d}
+
+    def train(self, mode=True):
+        """Training mode for G and D; the EMA generator always samples in evaluation mode."""
+        for module in (self.generator, self.discriminator):
+            module.train() if mode else module.eval()
+
+    def sampling_generator(self):
+        return self.generator_ema or self.generator
+
+    def sample_inputs(self, n, rng):
+        return rng.randn(n, self.latent_size).astype("float32")
+
+    # ----- one training step -----------------------------------------------------------------
+    def latents(self, batch, context):
+        """Generator arguments and keyword arguments for one batch of fakes."""
+        return (jt.randn(batch, self.latent_size),), {}
+
+    def generate(self, generator, batch, context, inputs):
+        args, kwargs = self.latents(batch, context)
+        return generator(*args, **inputs, **kwargs)
+
+    def before_step(self, context, inputs):
+        """Hook run before a step's first update."""
+
+    def after_generator_step(self, context, batch):
+        """Hook run after the generator's update, before the EMA."""
+
+    def train_step(self, batches, context):
+        inputs = self.network_inputs(context.phase)
+        self.before_step(context, inputs)
+        critic = Critic.of(self.discriminator, **inputs)
+        terms = {}
+        for _ in range(self.n_critic):
+            real = next(batches["images"])
+            fake = self.generate(self.generator, real.shape[0], context, inputs).detach()
+            d_loss, d_terms = self.loss.discriminator_loss(critic, real, fake)
+            context.update(self.optimizer_d, d_loss, "discriminator")
+            self.loss.after_discriminator_step(self.discriminator)
+            terms.update({"d_loss": d_loss, **d_terms})
+        batch = context.phase.batch // context.world
+        g_loss, g_terms = self.loss.generator_loss(critic, self.generate(self.generator, batch, context, inputs))
+        context.update(self.optimizer_g, g_loss, "generator")
+        self.after_generator_step(context, batch)
+        if self.generator_ema is not None:
+            accumulate(self.generator_ema, self.generator, self.ema_decay, self.generator_weights)
+        return {"g_loss": g_loss, **g_terms, **terms}
