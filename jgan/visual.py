@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 
 PLOT_COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
                 (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+BOOKKEEPING_KEYS = ("images", "size", "alpha", "n_real", "n_fake", "swd_images")
 
 
 def to_uint8(images):
@@ -107,12 +108,17 @@ def plot_series(series, path, title="", size=(800, 480)):
     return _save_atomically(image, path)
 
 
+def is_curve(key, value):
+    """Whether a log entry is a value to plot, not a count, a size or a duration."""
+    return isinstance(value, (int, float)) and not key.endswith("seconds") and key not in BOOKKEEPING_KEYS
+
+
 def plot_log(log_path, png_path, x_key="step"):
-    """Plot every numeric series of a run's JSON-lines log against `x_key`."""
+    """Plot every curve of a run's JSON-lines log against `x_key` ("no data yet" before the log exists)."""
+    records = read_log(log_path) if Path(log_path).exists() else []
     series = {}
-    for record in read_log(log_path):
+    for record in records:
         for key, value in record.items():
-            if key != x_key and isinstance(value, (int, float)) and not key.endswith("seconds") \
-                    and key not in ("images", "size", "alpha", "n_real", "n_fake", "swd_images"):
+            if key != x_key and is_curve(key, value):
                 series.setdefault(key, []).append((record[x_key], float(value)))
     return plot_series(series, png_path, title=f"{Path(log_path).stem} by {x_key}")

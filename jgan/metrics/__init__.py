@@ -6,9 +6,8 @@
 
 SWD works on the images themselves; FID and KID on Inception pool3 features, of which the real
 images' are cached (see features.py). FID and KID need pytorch-fid's weight file.
-`append_record` keeps a run's evaluations as JSON lines in its metrics.jsonl.
+`append_record` (from jgan.stats) keeps a run's evaluations as JSON lines in its metrics.jsonl.
 """
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +19,10 @@ from jgan.metrics.fid import frechet_inception_distance
 from jgan.metrics.inception import load_inception, weights_path
 from jgan.metrics.kid import kernel_inception_distance
 from jgan.metrics.swd import sliced_wasserstein_distance
+from jgan.stats import append_record  # noqa: F401 (part of this package's interface)
 
 METRICS = ("swd", "fid", "kid")
 INCEPTION_METRICS = ("fid", "kid")
-METRICS_LOG = "metrics.jsonl"
 
 
 @dataclass
@@ -122,11 +121,3 @@ def compare(data, size, indices, fake, options, fake_indices=None):
             result["kid"], result["kid_std"] = kernel_inception_distance(reals, fakes, seed=options.seed)
         result["inception_seconds"] = round(time.time() - started, 2)
     return result
-
-
-def append_record(run_dir, record):
-    """Appends `record` (with the UTC time) as one JSON line to the run's metrics.jsonl; returns its path."""
-    path = Path(run_dir) / METRICS_LOG
-    with open(path, "a") as stream:
-        stream.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}) + "\n")
-    return path
