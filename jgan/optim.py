@@ -1,4 +1,5 @@
-"""Adam with the whole update of a parameter group in one multi-threaded kernel op.
+"""Optimisers: `build_optimizer` from a configuration, and FusedAdam, Adam with the whole update of
+a parameter group in one multi-threaded kernel op.
 
 jt.optim.Adam's update is fused by Jittor into one loop per parameter that runs on one CPU thread,
 built op by op in Python. FusedAdam computes exactly the same thing (Jittor's order of operations:

@@ -77,3 +77,4 @@ for _name in ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div"):
 register(Arch("stylegan", "jgan.models.stylegan:StyleGANModel", preset="stylegan",
               cpu_preset="stylegan-cpu", progressive=True, latent_key="code_dim", styled=True,
               tiny={"model": {"code_dim": 16, "n_mlp": 2, "channels": [16, 16, 16, 8, 8]}}))
+TABLE_ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")   # rows of the README's speed and quality tables

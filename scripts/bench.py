@@ -31,11 +31,13 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")
-STYLEGAN_SIZES = (8, 16, 32, 64)
-DCGAN_SIZES = (32, 64)
-QUICK = {"batch": 8, "repeats": 5, "warmup": 2, "sizes": (32,), "stylegan_sizes": (8, 16, 32)}
-NO_MIXING = 10 ** 6     # a style-mixing crossover beyond every layer (as jgan.training's)
+sys.path.insert(0, str(ROOT))
+from jgan import registry  # noqa: E402  (imports no Jittor)
+
+PROGRESSIVE_SIZES = (8, 16, 32, 64)
+FIXED_SIZES = (32, 64)
+QUICK = {"batch": 8, "repeats": 5, "warmup": 2, "sizes": (32,), "progressive_sizes": (8, 16, 32)}
+NO_MIXING = 10 ** 6     # a style-mixing crossover beyond every layer (as jgan.models.stylegan's)
 SYNTHETIC_BATCHES = 4   # distinct image batches each side cycles through
 ANSWER_FD = "BENCH_ANSWER_FD"   # workers answer on this descriptor: their stdout is the frameworks'
 
@@ -60,7 +62,8 @@ def memory_mb():
 
 # ----- the PyTorch side -------------------------------------------------------------------------
 class TorchIteration:
-    """One training iteration of the PyTorch reference nets, laid out as jgan's Trainer.iteration."""
+    """One training iteration of the PyTorch reference nets, laid out as jgan's training step:
+    StyleGAN's reference for a progressive architecture, the DCGAN family's otherwise."""
 
     def __init__(self, config, images, device):
         import torch
@@ -68,6 +71,7 @@ class TorchIteration:
         from reference import losses_torch
         self.torch, self.losses, self.device = torch, losses_torch, torch.device(device)
         self.config, self.arch = config, config["arch"]
+        self.progressive = registry.get(self.arch).progressive
         model, optim, train = config["model"], config["optim"], config["train"]
         self.loss = dict(config["loss"])
         self.loss_name = self.loss.pop("name")
@@ -75,7 +79,7 @@ class TorchIteration:
         self.images = [torch.from_numpy(b).to(self.device) for b in images]
         self.count = 0
         torch.manual_seed(0)
-        if self.arch == "stylegan":
+        if self.progressive:
             from reference import stylegan_torch
             self.latent = model["code_dim"]
             self.generator = stylegan_torch.StyledGenerator(model["code_dim"], model["n_mlp"],
@@ -102,7 +106,7 @@ class TorchIteration:
 
     def generator_groups(self, optim):
         """rosinality's groups: the mapping network at lr * lr_mlp (0.01), the rest at lr."""
-        if self.arch != "stylegan":
+        if not self.progressive:
             return [{"params": list(self.generator.parameters()), "lr": optim["lr_g"]}]
         lr_mlp = self.config["model"].get("lr_mlp", 0.01)
         return [{"params": list(self.generator.generator.parameters()), "lr": optim["lr_g"]},
@@ -114,21 +118,21 @@ class TorchIteration:
                                             alpha=optim.get("alpha", 0.99))
         return self.torch.optim.Adam(params, lr, betas=tuple(optim["betas"]))
 
-    def generate(self, batch, step, alpha):
+    def generate(self, batch, level, alpha):
         torch = self.torch
-        if self.arch != "stylegan":
+        if not self.progressive:
             return self.generator(torch.randn(batch, self.latent, device=self.device))
         noise = [tuple(torch.randn(batch, 1, 4 * 2 ** i, 4 * 2 ** i, device=self.device)
-                       for _ in range(2)) for i in range(step + 1)]
+                       for _ in range(2)) for i in range(level + 1)]
         z = [torch.randn(batch, self.latent, device=self.device) for _ in range(2)]
-        mixes = step > 0 and float(torch.rand(())) < self.mixing
-        crossover = int(torch.randint(1, step + 1, ())) if mixes else NO_MIXING
-        return self.generator(z, noise, step, alpha, crossover=crossover)
+        mixes = level > 0 and float(torch.rand(())) < self.mixing
+        crossover = int(torch.randint(1, level + 1, ())) if mixes else NO_MIXING
+        return self.generator(z, noise, level, alpha, crossover=crossover)
 
-    def critic(self, step, alpha):
-        if self.arch != "stylegan":
+    def critic(self, level, alpha):
+        if not self.progressive:
             return self.discriminator
-        return lambda images: self.discriminator(images, step, alpha).view(-1)
+        return lambda images: self.discriminator(images, level, alpha).view(-1)
 
     def step(self, optimizer, loss):
         """jgan checks every loss for finiteness on the host before it steps; so does this side."""
@@ -138,27 +142,27 @@ class TorchIteration:
         loss.backward()
         optimizer.step()
 
-    def iteration(self, step, alpha):
+    def iteration(self, level, alpha):
         torch = self.torch
-        critic = self.critic(step, alpha)
+        critic = self.critic(level, alpha)
         batch = self.images[0].shape[0]
         for _ in range(self.n_critic):
             real = self.images[self.count % len(self.images)]
             self.count += 1
             with torch.no_grad():
-                fake = self.generate(batch, step, alpha)
+                fake = self.generate(batch, level, alpha)
             eps = torch.rand(batch, 1, 1, 1, device=self.device)
             d_loss, _ = self.losses.discriminator_loss(self.loss_name, critic, real, fake, eps,
                                                        **self.loss)
             self.step(self.optimizer_d, d_loss)
-            if self.loss_name == "wgan":
+            if "clip" in self.loss:   # WGAN's weight clipping
                 self.losses.clip_weights(self.discriminator, self.loss["clip"])
         self.discriminator.requires_grad_(False)
-        g_loss = self.losses.generator_loss(self.loss_name, critic, self.generate(batch, step, alpha))
+        g_loss = self.losses.generator_loss(self.loss_name, critic, self.generate(batch, level, alpha))
         self.step(self.optimizer_g, g_loss)
         self.discriminator.requires_grad_(True)
         with torch.no_grad():
-            if self.arch == "stylegan":
+            if self.progressive:
                 w = self.generator.style(torch.randn(batch, self.latent, device=self.device))
                 self.w_avg.mul_(0.995).add_(w.mean(0, keepdim=True), alpha=0.005)
             if self.generator_ema is not None:
@@ -171,21 +175,21 @@ class TorchIteration:
 # ----- the workers ------------------------------------------------------------------------------
 def jgan_worker(setup, answer, commands):
     sys.path.insert(0, str(ROOT))
-    import jgan  # noqa: F401  (configures Jittor before it is imported)
+    from jgan import runtime
+    device = runtime.init(setup["device"])
     import jittor as jt
-    from jgan import benchmark, runtime
-    device = runtime.set_device(setup["device"])
+    from jgan import benchmark
     config = benchmark.bench_config(setup["arch"], setup["size"], setup["batch"], setup["tiny"],
                                     has_cuda=device == "cuda")
     bench = benchmark.IterationBench(config, synthetic_images)
     phase = bench.phase()
-    answer({"config": config, "device": device, "step": phase.step, "alpha": phase.alpha,
+    answer({"config": config, "device": device, "level": phase.level, "alpha": phase.alpha,
             "batch": phase.batch, "n_critic": config["train"]["n_critic"],
             "setup_mb": memory_mb()[0], "jittor": jt.__version__})
     for command in commands:
         if command["cmd"] == "iter":
             seconds, phase = bench.iteration(command.get("log"))
-            answer({"seconds": seconds, "step": phase.step, "alpha": phase.alpha})
+            answer({"seconds": seconds, "level": phase.level, "alpha": phase.alpha})
         elif command["cmd"] == "finish":
             answer({"peak_mb": memory_mb()[1], "recompiled": bench.recompiled(),
                     "compiled": bench.compiled})
@@ -205,7 +209,7 @@ def torch_worker(setup, answer, commands):
     for command in commands:
         if command["cmd"] == "iter":
             started = time.perf_counter()
-            bench.iteration(command["step"], command["alpha"])
+            bench.iteration(command["level"], command["alpha"])
             answer({"seconds": time.perf_counter() - started})
         elif command["cmd"] == "finish":
             peak = memory_mb()[1]
@@ -279,12 +283,12 @@ def bench_row(arch, size, args):
                    "batch": ready["batch"], "image_size": size}
     torch = Worker("torch", torch_setup, args.threads)
     times = {"jgan": [], "torch": [], "jgan_warmup": [], "torch_warmup": []}
-    phase = {"step": ready["step"], "alpha": ready["alpha"]}
+    phase = {"level": ready["level"], "alpha": ready["alpha"]}
 
     def run(side, log=None):
         if side == "jgan":
             reply = jgan.ask({"cmd": "iter", **({"log": log} if log else {})})
-            phase.update(step=reply["step"], alpha=reply["alpha"])
+            phase.update(level=reply["level"], alpha=reply["alpha"])
         else:
             reply = torch.ask({"cmd": "iter", **phase})
         return reply["seconds"]
@@ -342,8 +346,9 @@ def header():
 
 def rows_of(args):
     for arch in args.archs:
-        for size in (args.sizes or (args.stylegan_sizes if arch == "stylegan" else args.dcgan_sizes)):
-            if arch != "stylegan" and size < 16:
+        progressive = registry.get(arch).progressive
+        for size in (args.sizes or (args.progressive_sizes if progressive else args.fixed_sizes)):
+            if not progressive and size < 16:
                 print(f"bench: skipping {arch} at {size} px (DCGAN nets start at 16 px)", file=sys.stderr)
                 continue
             yield arch, size
@@ -353,10 +358,10 @@ def build_parser():
     parser = argparse.ArgumentParser(description="Time one training iteration of jgan and of the "
                                      "PyTorch reference, alternating, in separate worker processes.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS))
+    parser.add_argument("--archs", nargs="+", choices=registry.names(), default=list(registry.TABLE_ARCHS))
     parser.add_argument("--sizes", nargs="+", type=int,
-                        help=f"image sizes of every arch (default: stylegan {STYLEGAN_SIZES}, "
-                             f"the DCGAN family {DCGAN_SIZES})")
+                        help=f"image sizes of every arch (default: progressive archs such as stylegan "
+                             f"{PROGRESSIVE_SIZES}, the DCGAN family {FIXED_SIZES})")
     parser.add_argument("--batch", type=int, help="batch of every row (default: the presets', "
                         f"{QUICK['batch']} with --quick)")
     parser.add_argument("--repeats", type=int,
@@ -370,7 +375,7 @@ def build_parser():
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke test of the tool)")
     parser.add_argument("--quick", action="store_true",
                         help=f"batch {QUICK['batch']}, {QUICK['repeats']} repeats, 32 px for the DCGAN "
-                             f"family and {QUICK['stylegan_sizes']} px for StyleGAN")
+                             f"family and {QUICK['progressive_sizes']} px for StyleGAN")
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
     parser.add_argument("--mpi", action="store_true",
                         help="instead: train.py under mpirun with 1 and 2 ranks at the same global batch "
@@ -384,8 +389,9 @@ def mpi_seconds_per_iteration(arch, size, batch, ranks, args, folder):
     """Median seconds per step of train.py under `mpirun -np ranks`, after the warm-up steps."""
     iters = args.warmup + args.repeats
     root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
-    size_flag = "--max-size" if arch == "stylegan" else "--size"
-    extra = ["--phase", "1000000", "--init-size", str(size)] if arch == "stylegan" else []
+    progressive = registry.get(arch).progressive
+    size_flag = "--max-size" if progressive else "--size"
+    extra = ["--phase", "1000000", "--init-size", str(size)] if progressive else []
     command = ["mpirun", *root, "--oversubscribe", "-np", str(ranks), "-x", f"OMP_NUM_THREADS={max(1, args.threads // ranks)}",
                sys.executable, str(ROOT / "train.py"), args.lmdb, "--arch", arch, size_flag, str(size), *extra,
                "--batch", str(batch), "--iters", str(iters), "--name", f"mpi{ranks}", "--log-every", "1",
@@ -425,8 +431,8 @@ def main(argv=None):
     args.repeats = args.repeats or (QUICK["repeats"] if args.quick else 10)
     args.warmup = QUICK["warmup"] if args.warmup is None else args.warmup
     args.batch = args.batch or (QUICK["batch"] if args.quick else None)
-    args.dcgan_sizes = QUICK["sizes"] if args.quick else DCGAN_SIZES
-    args.stylegan_sizes = QUICK["stylegan_sizes"] if args.quick else STYLEGAN_SIZES
+    args.fixed_sizes = QUICK["sizes"] if args.quick else FIXED_SIZES
+    args.progressive_sizes = QUICK["progressive_sizes"] if args.quick else PROGRESSIVE_SIZES
     if min(args.repeats, args.threads) < 1 or args.warmup < 0 or args.check < 0:
         sys.exit("bench: --repeats and --threads must be at least 1, --warmup and --check at least 0")
     if args.mpi:

@@ -11,15 +11,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from jgan import registry  # noqa: E402
 from jgan.cli import ArgumentParser, run, writable_folder  # noqa: E402
-
-ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")
 
 
 def build_parser():
     parser = ArgumentParser(description="Same time budget for every arch, then SWD on the data.")
     parser.add_argument("lmdb", help="LMDB made by prepare_data.py")
-    parser.add_argument("--archs", default=",".join(ARCHS), help="comma-separated architectures")
+    parser.add_argument("--archs", default=",".join(registry.TABLE_ARCHS),
+                        help=f"comma-separated architectures among {', '.join(registry.names())}")
     parser.add_argument("--minutes", type=float, default=10.0, help="training time per architecture")
     parser.add_argument("--size", type=int, default=32, help="image size (StyleGAN grows to it)")
     parser.add_argument("--n", type=int, default=2048, help="images per side for SWD")
@@ -30,7 +30,7 @@ def build_parser():
 
 def overrides(arch, size):
     """Settings that make a run of a few minutes meaningful on a CPU."""
-    if arch == "stylegan":
+    if registry.get(arch).progressive:
         return [{"progressive": {"max_size": size, "phase": 4000}}]
     return [{"model": {"size": size, "ngf": 32, "ndf": 32}, "train": {"batch": 32}}]
 
@@ -47,6 +47,8 @@ def train_one(arch, args):
 
 
 def main(args):
+    from jgan import runtime
+    runtime.init()
     from jgan import generation, metrics, visual
 
     out = writable_folder(args.out, "--out")
