@@ -4,13 +4,12 @@
     python prepare_data.py --out lmdb --sizes 8 16 32 64 --format jpeg --n_worker 4 photos/
 
 The LMDB has rosinality's style-based-gan-pytorch layout, so either tool reads the other's.
+It needs no Jittor, and never imports it.
 """
-import os
-import signal
 import sys
 
 from jgan.cli import EXIT_INTERRUPTED, ArgumentParser, run
-from jgan.data import DEFAULT_SIZES, FORMATS, prepare_lmdb
+from jgan.prepare import DEFAULT_SIZES, FORMATS, prepare_lmdb
 
 
 def build_parser():
@@ -33,19 +32,14 @@ def build_parser():
 
 
 def main(args):
-    # Jittor's SIGINT and SIGCHLD handlers exit at once; Python's let prepare_lmdb remove its
-    # temporary LMDB on Ctrl-C, and the end of its worker pool is then no crash.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         summary = prepare_lmdb(args.folder, args.out, sizes=args.sizes, image_format=args.format,
                                quality=args.quality, n_worker=args.n_worker, force=args.force,
                                progress=not args.no_progress)
     except KeyboardInterrupt:
-        # Ctrl-C also ended Jittor's compiler processes, and Jittor's exit handler would then wait
-        # for them forever: leave without exit handlers, as Jittor itself does on Ctrl-C.
-        print(f"prepare_data.py: interrupted; {args.out} is unchanged", file=sys.stderr, flush=True)
-        os._exit(EXIT_INTERRUPTED)
+        # prepare_lmdb has removed its temporary LMDB by now
+        print(f"prepare_data.py: interrupted; {args.out} is unchanged", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     print(summary.report())
 
 

@@ -1,16 +1,17 @@
-"""jgan: classic image GANs and StyleGAN v1 in Jittor."""
-import sys
+"""jgan: classic image GANs and StyleGAN v1 in Jittor.
 
-from jgan import runtime
-
-runtime.configure_environment()
-
-import jittor  # noqa: E402  (must come after configure_environment)
-
-runtime.restore_signal_handlers()
-runtime.close_compile_pool()
+Importing jgan has no side effects: Jittor starts at `jgan.runtime.init()`, which the CLIs call,
+or at the first use of `jgan.load_generator`.
+"""
 __version__ = "0.1.0"
-DEVICE = runtime.set_device("auto")
-print(runtime.startup_line(), file=sys.stderr)
 
-from jgan.generation import load_generator  # noqa: E402  (public API)
+
+def __getattr__(name):
+    """`jgan.load_generator`, loaded on first use so that `import jgan` need not start Jittor."""
+    if name != "load_generator":
+        raise AttributeError(f"module 'jgan' has no attribute {name!r}")
+    from jgan import runtime
+    if not runtime.started():
+        runtime.init()
+    from jgan.generation import load_generator
+    return load_generator

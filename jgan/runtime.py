@@ -1,17 +1,18 @@
-"""Jittor runtime set-up: the one place that configures Jittor before it is first imported.
+"""Jittor start-up for jgan: `init()` is the one explicit bootstrap; importing jgan does nothing.
 
 Out of the box Jittor 1.3.11 crashes on a machine that has an `nvcc` binary but no CUDA driver,
-and downloads oneDNN from the internet on first import. Here we
-  * hide nvcc from Jittor when no CUDA device can be used (`nvcc_path=""`),
-  * point Jittor at Debian's oneDNN (package libdnnl-dev) by laying out the folder Jittor would
+and downloads oneDNN from the internet on first import. So the first `init()`, before importing it,
+  * hides nvcc from Jittor when no CUDA device can be used (`nvcc_path=""`),
+  * points Jittor at Debian's oneDNN (package libdnnl-dev) by laying out the folder Jittor would
     have downloaded, made of symlinks, so that its fast CPU convolutions build offline,
-  * fall back to `use_mkl=0` with one warning when oneDNN is not installed,
-  * compile kernels one at a time (`use_parallel_op_compiler=0`),
-  * keep Jittor from importing PyTorch at start-up when it is installed (`FIX_TORCH_ERROR=0`):
+  * falls back to `use_mkl=0` with one warning when oneDNN is not installed,
+  * compiles kernels one at a time (`use_parallel_op_compiler=0`),
+  * keeps Jittor from importing PyTorch at start-up when it is installed (`FIX_TORCH_ERROR=0`):
     jgan never needs it, and it cost every process ~185 MiB of memory and ~0.9 s; code that does
     need PyTorch next to Jittor imports it with `import_torch`,
-and after the import undo Jittor's quick-exit SIGINT and SIGCHLD handlers and stop its idle
-compile processes. Values the user set in the environment are respected. `JITTOR_HOME` is never set.
+and after the import undoes Jittor's quick-exit SIGINT and SIGCHLD handlers and stops its idle
+compile processes; every `init(device)` then applies the device. Values the user set in the
+environment are respected. `JITTOR_HOME` is never set. The CLIs print `startup_line()` themselves.
 """
 import atexit
 import ctypes
@@ -27,6 +28,7 @@ from pathlib import Path
 
 DEVICES = ("auto", "cpu", "cuda")
 ONEDNN_FIX = "install Debian's oneDNN with `apt-get install libdnnl-dev` (scripts/test.sh does)"
+_started = False  # whether init() has started Jittor in this process
 
 
 def cuda_device_count():
@@ -143,25 +145,61 @@ def onednn_active():
     return compile_extern.mkl_ops is not None
 
 
-def set_device(device="auto"):
-    """Apply `auto|cpu|cuda` to Jittor; returns the device actually in use."""
-    import jittor as jt
+def check_device(device):
     if device not in DEVICES:
         from jgan.errors import ConfigError
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cuda" and not jt.has_cuda:
+
+
+def set_device(choice="auto"):
+    """Apply `auto|cpu|cuda` to a started Jittor (`init` does); returns the device now in use."""
+    import jittor as jt
+    check_device(choice)
+    if choice == "cuda" and not jt.has_cuda:
         from jgan.errors import ConfigError
         raise ConfigError("--device cuda was asked for but Jittor found no CUDA device; "
                           "use --device cpu or auto")
-    jt.flags.use_cuda = int(device == "cuda" or (device == "auto" and jt.has_cuda))
+    jt.flags.use_cuda = int(choice == "cuda" or (choice == "auto" and jt.has_cuda))
+    return device()
+
+
+def start_jittor():
+    """Configure, import and tame Jittor; one that was imported before cannot be configured."""
+    if "jittor" in sys.modules:
+        warnings.warn("jgan: Jittor was imported before jgan's start-up, so its environment could not "
+                      "be configured; call jgan.runtime.init() before importing jittor.", stacklevel=3)
+    configure_environment()
+    import jittor  # noqa: F401
+    restore_signal_handlers()
+    close_compile_pool()
+
+
+def init(device="auto"):
+    """Start Jittor for jgan on the first call; every call applies `device`. Returns "cpu" or "cuda"."""
+    global _started
+    check_device(device)
+    if not _started:
+        start_jittor()
+        _started = True
+    return set_device(device)
+
+
+def started():
+    """True once `init()` has started Jittor in this process."""
+    return _started
+
+
+def device():
+    """The device Jittor computes on now, "cpu" or "cuda" (call after `init()`)."""
+    import jittor as jt
     return "cuda" if jt.flags.use_cuda else "cpu"
 
 
 def startup_line():
+    """The one line a CLI prints once Jittor is started: its version, the device and oneDNN."""
     import jittor as jt
-    device = "cuda" if jt.flags.use_cuda else "cpu"
     onednn = "on" if onednn_active() else "off"
-    return f"jgan: jittor {jt.__version__}, device {device}, oneDNN {onednn}"
+    return f"jgan: jittor {jt.__version__}, device {device()}, oneDNN {onednn}"
 
 
 class KernelLog:

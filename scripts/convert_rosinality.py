@@ -47,6 +47,9 @@ def read_torch_checkpoint(path):
 
 
 def main(args):
+    from jgan import runtime
+    runtime.init()
+    print(runtime.startup_line(), file=sys.stderr)
     from jgan import checkpoint
     from jgan.config import save_config
     from jgan.convert import rosinality_checkpoint

@@ -44,13 +44,16 @@ def table(result):
 
 
 def main(args):
-    from jgan import metrics, runtime
+    from jgan import runtime
     from jgan.errors import ConfigError
-    from jgan.generation import load_trained
 
     if args.real_vs_real == bool(args.checkpoint):
         raise ConfigError("pass either -g CHECKPOINT or --real-vs-real")
-    runtime.set_device(args.device)
+    runtime.init(args.device)
+    print(runtime.startup_line(), file=sys.stderr)
+    from jgan import metrics
+    from jgan.generation import load_trained
+
     options = dict(metrics=args.metrics, n=args.n, seed=args.seed, batch=args.batch,
                    inception=args.inception, cache_dir=args.cache_dir, progress=True)
     if args.real_vs_real:

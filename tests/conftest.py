@@ -4,11 +4,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-import jgan  # noqa: F401  (configures Jittor before anything imports it)
-from jgan.data import prepare_lmdb
-from jgan.runtime import import_torch
+from jgan import runtime
+from jgan.prepare import prepare_lmdb
 
-import_torch()   # before any test module imports it: PyTorch next to Jittor needs Jittor's binding fix
+runtime.init()  # before any test module imports Jittor, as the CLIs do; auto device
+runtime.import_torch()  # before any test module imports it: PyTorch next to Jittor needs Jittor's binding fix
 
 TINY_COUNT = 24
 TINY_SIZES = (8, 16, 32)

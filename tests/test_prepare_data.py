@@ -1,4 +1,4 @@
-"""prepare_data.py and jgan.data.prepare_lmdb: folder of images -> multi-resolution LMDB."""
+"""prepare_data.py and jgan.prepare.prepare_lmdb: folder of images -> multi-resolution LMDB."""
 import io
 import json
 import os
@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from conftest import shape_image
-from jgan import data
-from jgan.data import LMDBImages, load_rgb, prepare_lmdb, resize_and_crop, to_rgb
+from jgan import __version__, prepare
+from jgan.data import LMDBImages
+from jgan.prepare import load_rgb, prepare_lmdb, resize_and_crop, to_rgb
 from jgan.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,7 +177,7 @@ def test_stored_layout_is_rosinalitys(image_folder, tmp_path):
     assert records[b"length"] == b"3"
     meta = json.loads(records[b"meta"])
     assert meta["sizes"] == [8, 16] and meta["count"] == 3 and meta["encoding"] == "png"
-    assert meta["source"] == str(folder.resolve()) and meta["jgan_version"] == data.__version__
+    assert meta["source"] == str(folder.resolve()) and meta["jgan_version"] == __version__
     assert Image.open(io.BytesIO(records[b"16-00002"])).size == (16, 16)
     umask = os.umask(0)
     os.umask(umask)
@@ -211,7 +212,7 @@ def test_same_folder_gives_the_same_lmdb_with_any_number_of_workers(image_folder
 
 
 def test_map_size_grows_when_the_lmdb_is_full(image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "INITIAL_MAP_SIZE", 64 * 1024)
+    monkeypatch.setattr(prepare, "INITIAL_MAP_SIZE", 64 * 1024)
     noise = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
     folder = image_folder({f"{i:02d}.png": Image.fromarray(x) for i, x in enumerate(noise)})
     summary = prepare_lmdb(folder, tmp_path / "out", sizes=(32, 64), progress=False)
@@ -222,19 +223,19 @@ def test_map_size_grows_when_the_lmdb_is_full(image_folder, tmp_path, monkeypatc
 def interrupt_at(monkeypatch, call):
     """Makes the `call`-th image load raise KeyboardInterrupt (as Ctrl-C would)."""
     calls = []
-    real = data.load_rgb
+    real = prepare.load_rgb
 
     def load(path):
         calls.append(path)
         if len(calls) == call:
             raise KeyboardInterrupt
         return real(path)
-    monkeypatch.setattr(data, "load_rgb", load)
+    monkeypatch.setattr(prepare, "load_rgb", load)
 
 
 def test_interrupted_run_leaves_nothing_at_out(image_folder, tmp_path, monkeypatch):
-    folder = image_folder({f"{i}.png": shape_image(i) for i in range(data.WRITE_EVERY + 8)})
-    interrupt_at(monkeypatch, data.WRITE_EVERY + 4)  # after the first write transaction
+    folder = image_folder({f"{i}.png": shape_image(i) for i in range(prepare.WRITE_EVERY + 8)})
+    interrupt_at(monkeypatch, prepare.WRITE_EVERY + 4)  # after the first write transaction
     with pytest.raises(KeyboardInterrupt):
         prepare_lmdb(folder, tmp_path / "out", sizes=(8,), progress=False)
     assert leftovers(tmp_path, keep={"images"}) == [], "no LMDB and no temporary folder may remain"
@@ -306,6 +307,23 @@ def test_cli_writes_the_lmdb_and_prints_a_summary(image_folder, tmp_path):
     assert LMDBImages(tmp_path / "out").length == 3
 
 
+PREPARE_WITHOUT_JITTOR = """
+import sys
+import prepare_data
+prepare_data.main(prepare_data.build_parser().parse_args(["--out", "out", "--sizes", "8", "--no-progress", "images"]))
+print("jittor imported:", "jittor" in sys.modules)
+"""
+
+
+def test_cli_never_imports_jittor(image_folder, tmp_path):
+    image_folder({f"{i}.png": shape_image(i) for i in range(2)})
+    result = subprocess.run([sys.executable, "-c", PREPARE_WITHOUT_JITTOR], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "jittor imported: False", result.stdout
+    assert LMDBImages(tmp_path / "out").length == 2
+
+
 def test_cli_empty_folder_is_one_sentence_and_exit_2(tmp_path):
     (tmp_path / "empty_dir").mkdir()
     result = prepare_data("--out", "X", "empty_dir/", cwd=tmp_path)
@@ -317,7 +335,7 @@ def test_cli_empty_folder_is_one_sentence_and_exit_2(tmp_path):
 
 
 def test_cli_ctrl_c_removes_the_temporary_lmdb_and_exits_130(image_folder, tmp_path):
-    """Ctrl-C signals the whole process group (Jittor's compiler processes too); no hang, no leftovers."""
+    """Ctrl-C signals the whole process group; no hang, no leftovers."""
     folder = image_folder({f"{i:04d}.png": shape_image(i % 24) for i in range(1000)})
     command = [sys.executable, str(REPO / "prepare_data.py"), "--out", "out", "--sizes", "8", "16", "32",
                "--no-progress", str(folder)]
@@ -330,7 +348,7 @@ def test_cli_ctrl_c_removes_the_temporary_lmdb_and_exits_130(image_folder, tmp_p
         stderr = process.communicate(timeout=60)[1]
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)  # not SIGKILL: Jittor would end pytest too
+            os.killpg(process.pid, signal.SIGTERM)
     assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "prepare_data.py: interrupted; out is unchanged", stderr
     assert "Traceback" not in stderr
