@@ -154,18 +154,15 @@ def load_checkpoint(path):
 
 
 def upgrade(document):
-    """A version-1 document in today's form: `fixed_z` is now `sample_inputs`, and `model` keys
-    added since (the DCGAN family's `upsample` and `critic_norm`) take their preset's value,
-    which is what a version-1 network was built with."""
-    if document.get("version", 1) >= 2:
-        return document
-    from jgan.config import preset_of
-    if "fixed_z" in document:
+    """A document of an older jgan in today's form: version 1's `fixed_z` is now `sample_inputs`, and
+    configuration keys added since (e.g. the DCGAN family's `model.upsample` and `model.critic_norm`)
+    take their preset's value, which is what the older jgan did without them."""
+    if document.get("version", 1) < 2 and "fixed_z" in document:
         document["sample_inputs"] = document.pop("fixed_z")
     config = document.get("config")
-    if isinstance(config, dict) and "model" in config and "arch" in document:
-        for key, value in preset_of(document["arch"])["model"].items():
-            config["model"].setdefault(key, value)
+    if isinstance(config, dict) and "arch" in document:
+        from jgan.config import add_missing_keys, preset_of
+        add_missing_keys(config, preset_of(document["arch"]))
     document["version"] = VERSION
     return document
 

@@ -87,6 +87,17 @@ def merge(base, update, prefix=""):
     return base
 
 
+def add_missing_keys(config, defaults):
+    """Give `config` every key of `defaults` it lacks (in place); sections are filled key by key."""
+    for key, value in defaults.items():
+        if key not in config:
+            config[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(config[key], dict) and not _is_resolution_map(value) \
+                and key != "loss":
+            add_missing_keys(config[key], value)
+    return config
+
+
 def parse_override(text):
     """`section.key=value` (value in YAML syntax) -> nested dict."""
     if "=" not in text:

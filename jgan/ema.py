@@ -1,4 +1,6 @@
 """The exponential moving average of a generator's weights, the generator samples are drawn from."""
+import math
+
 import jittor as jt
 
 from jgan.kernels import multi_tensor_update
@@ -34,3 +36,17 @@ def accumulate(ema, model, decay, averaged=None):
         updated, = multi_tensor_update(EMA_BODY, [targets, sources], hyper, outputs=1)
         for var, new in zip(targets, updated):
             var.update(new)
+
+
+def ramped_decay(decay, step_images, shown, rampup):
+    """The EMA decay of one step that shows `step_images` images after `shown` were shown.
+
+    Without a ramp-up (rampup 0) it is `decay`. With one (stylegan2-ada's ema_rampup), the EMA's
+    half-life, counted in images, is at most `rampup * shown`, so that the average of a short run
+    is not dominated by its first weights: decay = 0.5 ** (step_images / half-life), and 0 (a
+    copy of the weights) at the first step."""
+    if not rampup:
+        return decay
+    half_life = step_images * math.log(0.5) / math.log(decay)
+    half_life = min(half_life, rampup * shown)
+    return 0.5 ** (step_images / half_life) if half_life > 0 else 0.0

@@ -200,24 +200,3 @@ def startup_line():
     import jittor as jt
     onednn = "on" if onednn_active() else "off"
     return f"jgan: jittor {jt.__version__}, device {device()}, oneDNN {onednn}"
-
-
-class KernelLog:
-    """The Jittor kernels that ran inside a `with` block, by their JIT keys.
-
-    A kernel that appears in a later block but not in an earlier one of the same work was compiled
-    (or loaded) anew: that is how recompiles are counted, per process."""
-
-    def __enter__(self):
-        import jittor as jt
-        jt.sync_all()
-        jt.profiler.start(0, 0)
-        self.kernels = set()
-        return self
-
-    def __exit__(self, *exc):
-        import jittor as jt
-        jt.sync_all()
-        jt.profiler.stop()
-        self.kernels = {row[0].replace("\u00ab", " ") for row in jt.profiler.report()[1:]}
-        return False

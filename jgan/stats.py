@@ -12,6 +12,7 @@ every run.
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from jgan.visual import is_curve, plot_log, save_image
@@ -117,13 +118,18 @@ class RunStats:
             self._writer.flush()
 
     def close(self):
-        """Writes every pending event and closes the files."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        """Writes every pending event and closes the files. A disk that fails here (full) costs a
+        warning, not the run's own error: the events are a view of log.jsonl and the checkpoints."""
+        writer, self._writer = self._writer, None
+        log, self._log = self._log, None
+        try:
+            if writer is not None:
+                writer.close()
+            if log is not None:
+                log.close()
+        except OSError as error:
+            warnings.warn(f"jgan: the statistics of {self.run_dir} could not all be written "
+                          f"({error.strerror or error})", stacklevel=2)
 
     def __enter__(self):
         return self

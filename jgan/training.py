@@ -170,7 +170,8 @@ class Trainer:
         self.seed_iteration()
         first = self.model.streams[0]
         batches = {name: self.counted(it, phase) if name == first else it for name, it in batches.items()}
-        context = StepContext(phase=phase, rng=self.rng, world=self.world, update=self.update)
+        context = StepContext(phase=phase, images=self.images, rng=self.rng, world=self.world,
+                              update=self.update)
         terms = self.model.train_step(batches, context)
         self.step += 1
         jt.sync_all()  # run every pending update now, so each iteration runs the same fused kernels
@@ -249,8 +250,7 @@ class Trainer:
         self.model.train()
         every = self.train_cfg
         last_index = None
-        bar = tqdm(total=iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
-                   desc=self.arch.name)
+        bar = self.progress_bar(iters, seconds)
         started = time.time()
         try:
             while self.step < iters:
@@ -262,7 +262,7 @@ class Trainer:
                 last_index = phase.index
                 self.set_learning_rate(phase)
                 terms = self.iteration(self.batches(phase), phase)
-                bar.update(1)
+                bar.update(1 if seconds is None else min(time.time() - started, seconds) - bar.n)
                 if self.step % every["log_every"] == 0 or self.step == iters:
                     bar.set_postfix_str(self.status(phase, self.log(phase, terms, started)))
                 if self.step % every["sample_every"] == 0 or self.step == iters:
@@ -284,14 +284,23 @@ class Trainer:
             self.stats.close()
         return ckpt.checkpoint_path(self.run_dir, self.step)
 
+    def progress_bar(self, iters, seconds):
+        """Steps out of `iters`, or with a time limit the minutes spent and left (an ETA of the
+        steps would be meaningless then)."""
+        if seconds is None:
+            return tqdm(total=iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
+                        desc=self.arch.name, unit="step")
+        return tqdm(total=seconds, disable=not self.progress, dynamic_ncols=True, desc=self.arch.name,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} of " + tqdm.format_interval(seconds)
+                               + ", {remaining} left{postfix}")
+
     @staticmethod
     def time_is_up(here):
         """Whether to stop for the time limit: under MPI, when rank 0's clock says so."""
         return any_rank(here and is_main_process())
 
-    @staticmethod
-    def status(phase, values):
-        parts = [f"{phase.size}px"]
+    def status(self, phase, values):
+        parts = [f"step {self.step}", f"{phase.size}px"]
         if phase.fading:
             parts.append(f"a {phase.alpha:.2f}")
         parts += [f"{k} {v:.3f}" for k, v in values.items() if k in LOGGED_IN_STATUS]

@@ -9,7 +9,6 @@ from pathlib import Path
 import lmdb
 import pytest
 
-import jgan  # noqa: F401
 from conftest import shape_image, write_folder
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,6 @@ path must keep each batch's statistics apart: the scores, the gradients of a los
 batches (w.r.t. the weights and the images) and the running statistics must equal those of two
 separate calls.
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ import pickle
 import numpy as np
 import pytest
 
-import jgan  # noqa: F401
 import jittor as jt
 from jittor import nn
 
@@ -99,3 +98,35 @@ def test_newest_run_filters_by_arch(tmp_path):
     assert ckpt.newest_run(tmp_path, ("dcgan",)).name == "a"
     with pytest.raises(CheckpointError, match="no wgan run found"):
         ckpt.newest_run(tmp_path, ("wgan",))
+
+
+def version_1(path):
+    """Rewrite a checkpoint as jgan's format 1 wrote it: `fixed_z`, and no model.upsample,
+    model.critic_norm or train.ema_rampup in its configuration."""
+    document = pickle.loads(path.read_bytes())
+    document["version"] = 1
+    document["fixed_z"] = document.pop("sample_inputs")
+    for section, key in (("model", "upsample"), ("model", "critic_norm"), ("train", "ema_rampup")):
+        del document["config"][section][key]
+    path.write_bytes(pickle.dumps(document))
+
+
+def test_a_version_1_checkpoint_resumes_and_generates_with_the_network_it_was_trained_with(tiny_lmdb, tmp_path):
+    from jgan.config import load_config
+    from jgan.generation import load_trained
+    from jgan.networks.dcgan import NearestUpsample
+    from jgan.training import Trainer
+    config = load_config("wganp", overrides=[{"model": {"size": 16, "ngf": 4, "ndf": 4, "nz": 8},
+                                              "train": {"batch": 4, "num_workers": 0, "n_sample": 4, "n_critic": 1}}])
+    trainer = Trainer(config, tiny_lmdb, tmp_path / "run", tmp_path / "sample", progress=False)
+    path = trainer.train(2)
+    version_1(path)
+    document = ckpt.load_checkpoint(path)
+    assert document["version"] == ckpt.VERSION
+    assert document["config"]["model"]["upsample"] == "resize" and document["config"]["train"]["ema_rampup"] == 0
+    np.testing.assert_array_equal(document["sample_inputs"], trainer.sample_inputs)
+    generator = load_trained(path)
+    assert any(isinstance(m, NearestUpsample) for m in generator.module.modules()), "WGANP resizes"
+    resumed = Trainer(document["config"], tiny_lmdb, tmp_path / "run", tmp_path / "sample", progress=False)
+    resumed.restore(document)
+    assert resumed.train(3).name == "0000003.jgan"

@@ -4,7 +4,6 @@ The checkpoints are state dicts of the PyTorch reference (tests/reference/styleg
 whose names are rosinality's; the names of a real rosinality checkpoint are pinned below.
 Round trip tolerance: images and scores ATOL 1e-4 + RTOL 1e-4 (float32, as in the network tests).
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

@@ -43,7 +43,7 @@ def images_of(reference, jgan_generator, step):
     with torch.no_grad():
         expected = reference(torch.from_numpy(z), [torch.from_numpy(n) for n in noise], step=step)
     with jt.no_grad():
-        got = jgan_generator(jt.array(z), noise=[jt.array(n) for n in noise], step=step)
+        got = jgan_generator(jt.array(z), noise=[jt.array(n) for n in noise], level=step)
     return got, expected
 
 

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import pytest
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-import jgan  # noqa: F401
 from jgan import checkpoint as ckpt
 from jgan.config import load_config
 from jgan.data import StreamSampler

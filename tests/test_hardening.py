@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import jgan  # noqa: F401
 from jgan import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,7 +5,6 @@ and R1 penalties differentiate through them twice) of a non-linear function of t
 non-square inputs; FusedAdam against PyTorch's Adam with Jittor's eps placement and against
 jt.optim.Adam, the update it replaces, over several steps with a learning-rate change.
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

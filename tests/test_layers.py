@@ -7,7 +7,6 @@ Tolerance: ATOL 1e-5 + RTOL 1e-5 * |reference| everywhere (float32). Measured ma
 (pytest -s prints them): outputs and input gradients <= 7e-6, most 0 to 2e-7; bias gradients
 (sums of ~200 terms, |values| ~ 10-100) <= 1.1e-5.
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

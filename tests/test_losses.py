@@ -3,7 +3,6 @@
 Nets at 32 px, ngf = ndf = 8, batch 4, weights copied from the PyTorch reference; the GP draw
 eps is handed to both frameworks. Tolerances are stated where they are used.
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import jgan  # noqa: F401
 import jittor as jt
 from jgan.errors import ConfigError
 from jgan.metrics import check_metrics, evaluate_real_vs_real, features

@@ -3,7 +3,6 @@
 Parity runs at 32 px with ngf = ndf = 8, batch 4. Tolerances: outputs of convolution stacks agree
 to float32 rounding (atol 1e-6 on tanh images and on logits of magnitude < 1, rtol 1e-5).
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

@@ -12,7 +12,6 @@ float64) 1e-7 + 1e-3. Measured max abs diffs (pytest -s prints them): G images 3
 """
 import copy
 
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ Outputs and gradients with respect to the input and the affine parameters, to se
 WGAN-GP critic differentiates through its normalisation twice), in training mode; the running
 statistics (Jittor's convention: the biased batch variance) and evaluation mode for batch norm.
 """
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Progressive growing as a pure function of the images shown."""
 import pytest
 
-import jgan  # noqa: F401
 from jgan.errors import ConfigError
 from jgan.schedule import FixedSchedule, ProgressiveSchedule
 

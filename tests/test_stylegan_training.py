@@ -28,7 +28,6 @@ printed by pytest -s):
 """
 from types import SimpleNamespace
 
-import jgan  # noqa: F401  (configures Jittor before it is imported)
 import jittor as jt
 import numpy as np
 import pytest

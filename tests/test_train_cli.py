@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import jgan  # noqa: F401
 from jgan import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parent.parent

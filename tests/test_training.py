@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-import jgan  # noqa: F401
+import jgan
 import jittor as jt
 from jittor import nn
 
@@ -129,7 +129,7 @@ def test_a_phase_trains_only_the_weights_it_reaches_and_keeps_the_rest_as_they_w
 def test_style_mixing_draws_a_crossover_within_the_current_layers(tmp_path):
     t = trainer("stylegan", tmp_path, {"progressive": {"mixing": 1.0}})
     phase = t.schedule.phase(10 ** 6)    # 16 px: level 2
-    context = StepContext(phase, np.random.RandomState(0), world=1, update=None)
+    context = StepContext(phase, images=0, rng=np.random.RandomState(0), world=1, update=None)
     for _ in range(20):
         (latents,), kwargs = t.model.latents(3, context)
         assert len(latents) == 2 and 1 <= int(kwargs["crossover"].item()) <= phase.level
@@ -145,3 +145,32 @@ def test_stylegan_tracks_the_average_latent(tmp_path):
     run_iterations(t, 2)
     assert float(generator.w_avg.abs().sum().item()) > 0
     np.testing.assert_array_equal(generator_ema.w_avg.numpy(), generator.w_avg.numpy())
+
+
+def test_augmentation_shows_the_discriminator_augmented_real_and_fake_images(tmp_path):
+    """With train.augment = cutout, every image D scores (real, fake, and the penalty's mixes) has a
+    zeroed square; the generator still learns through the augmentation."""
+    t = trainer("wgan-gp", tmp_path, {"train": {"augment": "cutout", "n_critic": 1}})
+    seen = []
+    score = t.model.discriminator.score
+    t.model.discriminator.score = lambda x, parts: seen.append(x.numpy()) or score(x, parts)
+    before = {n: v.numpy().copy() for n, v in t.model.generator.state_dict().items() if "running" not in n}
+    t.iteration({"images": iter([jt.ones((4, 3, 32, 32))])}, t.schedule.phase(0))
+    jt.sync_all(True)
+    assert len(seen) >= 3, "D scored the pair, the penalty's mixes and the generator's fakes"
+    real = seen[0][:4]
+    assert ((real == 0).all(axis=1).reshape(4, -1).any(1)).all(), "a real image without a cutout"
+    assert (real == 1).any(), "the cutout covers the whole image"
+    for images in seen:
+        assert (images == 0).all(axis=1).reshape(len(images), -1).any(1).all()
+    after = t.model.generator.state_dict()
+    assert all(np.any(after[n].numpy() != value) for n, value in before.items() if n.endswith("weight"))
+
+
+def test_no_augmentation_scores_the_images_as_they_are(tmp_path):
+    t = trainer("wgan-gp", tmp_path, {"train": {"n_critic": 1}})
+    seen = []
+    score = t.model.discriminator.score
+    t.model.discriminator.score = lambda x, parts: seen.append(x.numpy()) or score(x, parts)
+    t.iteration({"images": iter([jt.ones((4, 3, 32, 32))])}, t.schedule.phase(0))
+    np.testing.assert_array_equal(seen[0][:4], np.ones((4, 3, 32, 32), np.float32))

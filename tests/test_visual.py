@@ -4,7 +4,6 @@ import json
 import numpy as np
 from PIL import Image
 
-import jgan  # noqa: F401
 from jgan import visual
 
 

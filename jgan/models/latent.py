@@ -4,7 +4,8 @@ the EMA of the generator's weights."""
 import jittor as jt
 
 from jgan import registry
-from jgan.ema import accumulate, copy_weights, trainable_names
+from jgan.augment import Augment
+from jgan.ema import accumulate, copy_weights, ramped_decay, trainable_names
 from jgan.losses import Critic, build_loss
 from jgan.models.base import GANModel
 from jgan.optim import build_optimizer
@@ -23,7 +24,7 @@ class LatentGAN(GANModel):
         self.latent_size = registry.get(config["arch"]).latent_size(config["model"])
         self.generator, self.discriminator = self.build_networks(config["model"])
         self.generator_weights = trainable_names(self.generator)
-        self.ema_decay = config["train"]["ema"]
+        self.ema_decay, self.ema_rampup = config["train"]["ema"], config["train"]["ema_rampup"]
         self.generator_ema = None
         if self.ema_decay > 0:
             self.generator_ema = self.build_generator(config["model"])
@@ -34,6 +35,7 @@ class LatentGAN(GANModel):
         self.optimizer_g = build_optimizer(self.generator.parameters(), optim, optim["lr_g"])
         self.optimizer_d = build_optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
         self.n_critic = config["train"]["n_critic"]
+        self.augment = Augment(config["train"]["augment"])
 
     @classmethod
     def build_networks(cls, model_config):
@@ -79,10 +81,19 @@ class LatentGAN(GANModel):
     def after_generator_step(self, context, batch):
         """Hook run after the generator's update, before the EMA."""
 
+    def critic(self, inputs):
+        """The discriminator as the loss sees it; with an augmentation policy (DiffAugment) it
+        scores augmented real and fake images alike, and gradients flow through the augmentation."""
+        if not self.augment.policy:
+            return Critic.of(self.discriminator, **inputs)
+        discriminator, augment = self.discriminator, self.augment
+        return Critic(lambda images: discriminator(augment(images), **inputs),
+                      lambda real, fake: discriminator(augment(real), augment(fake), **inputs))
+
     def train_step(self, batches, context):
         inputs = self.network_inputs(context.phase)
         self.before_step(context, inputs)
-        critic = Critic.of(self.discriminator, **inputs)
+        critic = self.critic(inputs)
         terms = {}
         for _ in range(self.n_critic):
             real = next(batches["images"])
@@ -96,5 +107,7 @@ class LatentGAN(GANModel):
         context.update(self.optimizer_g, g_loss, "generator")
         self.after_generator_step(context, batch)
         if self.generator_ema is not None:
-            accumulate(self.generator_ema, self.generator, self.ema_decay, self.generator_weights)
+            decay = ramped_decay(self.ema_decay, self.n_critic * context.phase.batch, context.images,
+                                 self.ema_rampup)
+            accumulate(self.generator_ema, self.generator, decay, self.generator_weights)
         return {"g_loss": g_loss, **g_terms, **terms}
