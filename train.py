@@ -9,6 +9,7 @@ import sys
 from jgan import registry
 from jgan.cli import ArgumentParser, run, writable_folder
 
+DEFAULT_ARCH = "wgan-gp"
 PROGRESSIVE_FLAGS = ("init_size", "max_size", "phase")
 STYLED_FLAGS = ("mixing", "loss")
 
@@ -16,7 +17,8 @@ STYLED_FLAGS = ("mixing", "loss")
 def build_parser():
     parser = ArgumentParser(description="Train a GAN (one loop for every architecture).")
     parser.add_argument("lmdb", help="LMDB made by prepare_data.py")
-    parser.add_argument("--arch", default="wgan-gp", help=f"architecture: {', '.join(registry.names())}")
+    parser.add_argument("--arch", help=f"architecture: {', '.join(registry.names())} (default: the --config "
+                                       f"file's arch, else {DEFAULT_ARCH})")
     parser.add_argument("--config", help="YAML file overlaid on the arch's preset in configs/")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any configuration value, e.g. --set model.ngf=32 (repeatable)")
@@ -91,6 +93,12 @@ def check_same_network(run_dir, trained, config):
         raise ConfigError(f"run {run_dir} grows to {max_size} px; a resumed run cannot shrink it")
 
 
+def config_file_arch(path):
+    """The `arch` a --config file names, if any."""
+    from jgan.config import read_yaml
+    return read_yaml(path).get("arch") if path else None
+
+
 def check_flags_apply(args):
     """Flags of progressive or StyleGAN architectures are refused for the others."""
     from jgan.errors import ConfigError
@@ -111,6 +119,7 @@ def main(args):
     import jgan
     from jgan import runtime
 
+    args.arch = args.arch or config_file_arch(args.config) or DEFAULT_ARCH
     device = runtime.init(args.device)
     import jittor as jt
 

@@ -57,8 +57,10 @@ class Loss:
     """A GAN objective split into the discriminator's and the generator's minimisation."""
 
     penalises_input_gradient = False   # a per-sample penalty on grad_x D(x): no batch norm in D
+    regularise_every = 1               # lazy regularisation: the regulariser every k steps, weighted k
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
+        """(L_D, logged terms); `regularise`: whether this step adds the loss's regulariser."""
         raise NotImplementedError
 
     def generator_loss(self, critic, fake):
@@ -71,7 +73,7 @@ class Loss:
 class NonSaturatingLoss(Loss):
     """DCGAN: L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))) (logits)."""
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
         d_real, d_fake = critic.pair(real, fake)
         loss = softplus(-d_real).mean() + softplus(d_fake).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
@@ -84,7 +86,7 @@ class NonSaturatingLoss(Loss):
 class WassersteinLoss(Loss):
     """Wasserstein critic: L_D = E[D(G(z))] - E[D(x)], L_G = -E[D(G(z))] (no Lipschitz constraint)."""
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
         d_real, d_fake = (d.mean() for d in critic.pair(real, fake))
         return d_fake - d_real, {"d_real": d_real, "d_fake": d_fake}
 
@@ -125,10 +127,13 @@ class WassersteinGPLoss(WassersteinLoss):
         _, gradient = input_gradient(critic, eps * real + (1 - eps) * fake)
         return ((jt.sqrt(squared_norm(gradient)) - 1) ** 2).mean()
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
         d_real, d_fake = critic.pair(real, fake)
-        gp = self.gradient_penalty(critic, real, fake)
         drift = (d_real * d_real).mean()
+        if not regularise:
+            loss = d_fake.mean() - d_real.mean() + self.drift * drift
+            return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean(), "drift": drift}
+        gp = self.gradient_penalty(critic, real, fake)
         loss = d_fake.mean() - d_real.mean() + self.gp_weight * gp + self.drift * drift
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean(), "gp": gp, "drift": drift}
 
@@ -136,7 +141,7 @@ class WassersteinGPLoss(WassersteinLoss):
 class LeastSquaresLoss(Loss):
     """LSGAN (a=0, b=c=1): L_D = 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2], L_G = 1/2 E[(D(G(z)) - 1)^2]."""
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
         d_real, d_fake = critic.pair(real, fake)
         loss = 0.5 * ((d_real - 1) ** 2).mean() + 0.5 * (d_fake ** 2).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
@@ -168,7 +173,9 @@ class WassersteinDivLoss(WassersteinLoss):
         fake_term = (squared_norm(fake_gradient) ** half_p).mean()
         return self.k / 2 * (real_term + fake_term)
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
+        if not regularise:
+            return super().discriminator_loss(critic, real, fake)
         d_real, real_gradient = input_gradient(critic, real)
         d_fake, fake_gradient = input_gradient(critic, fake)
         div = self.divergence_penalty(real_gradient, fake_gradient)
@@ -177,18 +184,25 @@ class WassersteinDivLoss(WassersteinLoss):
 
 
 class R1Loss(NonSaturatingLoss):
-    """Non-saturating logistic + R1 (Mescheder 2018): L_D += gamma/2 E[||grad D(x)||^2] on real x."""
+    """Non-saturating logistic + R1 (Mescheder 2018): L_D += gamma/2 E[||grad D(x)||^2] on real x.
+
+    every = k > 1 is StyleGAN2's lazy R1: the penalty on every k-th step only, weighted k, which
+    saves its second-order backward pass on the other steps."""
 
     penalises_input_gradient = True
 
-    def __init__(self, gamma=10.0):
-        self.gamma = gamma
+    def __init__(self, gamma=10.0, every=1):
+        if int(every) != every or every < 1:
+            raise ConfigError(f"loss.every must be a whole number of steps of at least 1, got {every}")
+        self.gamma, self.regularise_every = gamma, int(every)
 
-    def discriminator_loss(self, critic, real, fake):
+    def discriminator_loss(self, critic, real, fake, regularise=True):
+        if not regularise:
+            return super().discriminator_loss(critic, real, fake)
         d_real, real_gradient = input_gradient(critic, real)
         d_fake = critic(fake)
         r1 = squared_norm(real_gradient).mean()
-        loss = softplus(-d_real).mean() + softplus(d_fake).mean() + self.gamma / 2 * r1
+        loss = softplus(-d_real).mean() + softplus(d_fake).mean() + self.regularise_every * self.gamma / 2 * r1
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean(), "r1": r1}
 
 

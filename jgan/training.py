@@ -170,8 +170,8 @@ class Trainer:
         self.seed_iteration()
         first = self.model.streams[0]
         batches = {name: self.counted(it, phase) if name == first else it for name, it in batches.items()}
-        context = StepContext(phase=phase, images=self.images, rng=self.rng, world=self.world,
-                              update=self.update)
+        context = StepContext(phase=phase, step=self.step, images=self.images, rng=self.rng,
+                              world=self.world, update=self.update)
         terms = self.model.train_step(batches, context)
         self.step += 1
         jt.sync_all()  # run every pending update now, so each iteration runs the same fused kernels

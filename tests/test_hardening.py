@@ -78,8 +78,8 @@ def poison_discriminator_loss(trainer, from_step):
     """Make the discriminator loss NaN from step `from_step` on."""
     loss = trainer.model.loss.discriminator_loss
 
-    def poisoned(critic, real, fake):
-        value, terms = loss(critic, real, fake)
+    def poisoned(critic, real, fake, regularise=True):
+        value, terms = loss(critic, real, fake, regularise)
         return (value * float("nan"), terms) if trainer.step + 1 >= from_step else (value, terms)
 
     trainer.model.loss.discriminator_loss = poisoned

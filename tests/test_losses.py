@@ -286,3 +286,35 @@ def test_jittor_adam_adds_eps_before_bias_correction_and_rmsprop_matches_torch_d
     assert abs(results["jittor adam"] - results["torch adam"]).max() > 1e-2, "stock torch Adam differs"
     assert_close("Jittor RMSprop vs torch RMSprop", results["jittor rmsprop"], results["torch rmsprop"],
                  atol=1e-7)
+
+
+def test_lazy_r1_adds_the_penalty_weighted_by_its_interval_only_when_asked():
+    """StyleGAN2's lazy R1: every k steps, gamma/2 * k * E[||g||^2]; the other steps are the plain logistic loss."""
+    critic, real, fake = linear_critic(), images(0), images(1)
+    plain, plain_terms = build_loss("bce").discriminator_loss(critic, real, fake)
+    lazy = build_loss("r1", gamma=4.0, every=8)
+    regularised, terms = lazy.discriminator_loss(critic, real, fake, regularise=True)
+    assert_close("lazy R1 term", regularised - plain, [8 * 4.0 / 2 * np.mean(SCALES ** 2)], atol=1e-5, rtol=1e-5)
+    skipped, skipped_terms = lazy.discriminator_loss(critic, real, fake, regularise=False)
+    assert_close("lazy R1 off-step", skipped, plain.numpy(), atol=0, rtol=0)
+    assert "r1" in terms and "r1" not in skipped_terms
+    assert lazy.regularise_every == 8 and build_loss("r1").regularise_every == 1
+    _, gp_terms = jittor_loss("wgan-gp", {}, np.full((BATCH, 1, 1, 1), 0.5, np.float32)).discriminator_loss(
+        critic, real, fake, regularise=False)
+    assert "gp" not in gp_terms
+    with pytest.raises(ConfigError, match="loss.every must be a whole number of steps of at least 1, got 0"):
+        build_loss("r1", every=0)
+
+
+def test_the_loop_regularises_every_k_th_step(tiny_lmdb, tmp_path):
+    import json
+
+    from jgan.config import load_config
+    from jgan.training import Trainer
+    config = load_config("wgan-gp", overrides=[{"model": {"size": 16, "ngf": 4, "ndf": 4, "nz": 8},
+                                                "loss": {"name": "r1", "gamma": 1.0, "every": 3},
+                                                "train": {"batch": 4, "n_critic": 1, "num_workers": 0,
+                                                          "n_sample": 4, "log_every": 1}}])
+    Trainer(config, tiny_lmdb, tmp_path / "run", tmp_path / "s", progress=False).train(7)
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "r1" in r] == [1, 4, 7]   # steps 0, 3 and 6 done before them

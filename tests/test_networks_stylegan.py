@@ -323,7 +323,7 @@ def test_discriminator_with_stddev_groups_and_from_rgb_activation():
 
 def test_discriminator_checks_its_input(discriminators):
     jt_d, _ = discriminators
-    with pytest.raises(ValueError, match=r"discriminator input at step 2 should have shape "
+    with pytest.raises(ValueError, match=r"discriminator input at level 2 should have shape "
                                          r"\(\*, 3, 16, 16\), got \(2, 3, 8, 8\)"):
         jt_d(jt.zeros((BATCH, 3, 8, 8)), level=2)
     with pytest.raises(ConfigError, match="level must be in 0..4"):

@@ -129,7 +129,7 @@ def test_a_phase_trains_only_the_weights_it_reaches_and_keeps_the_rest_as_they_w
 def test_style_mixing_draws_a_crossover_within_the_current_layers(tmp_path):
     t = trainer("stylegan", tmp_path, {"progressive": {"mixing": 1.0}})
     phase = t.schedule.phase(10 ** 6)    # 16 px: level 2
-    context = StepContext(phase, images=0, rng=np.random.RandomState(0), world=1, update=None)
+    context = StepContext(phase, step=0, images=0, rng=np.random.RandomState(0), world=1, update=None)
     for _ in range(20):
         (latents,), kwargs = t.model.latents(3, context)
         assert len(latents) == 2 and 1 <= int(kwargs["crossover"].item()) <= phase.level

@@ -19,6 +19,7 @@ from jgan.schedule import Phase
 class StepContext:
     """What the loop gives a model for one training step."""
     phase: Phase                       # resolution, fade-in alpha, global batch, learning rate
+    step: int                          # training steps done before this one
     images: int                        # real images shown before this step
     rng: np.random.RandomState         # host-side random draws of this step, seeded by the loop
     world: int                         # MPI ranks; each holds batch // world images of a batch

@@ -94,11 +94,12 @@ class LatentGAN(GANModel):
         inputs = self.network_inputs(context.phase)
         self.before_step(context, inputs)
         critic = self.critic(inputs)
+        regularise = context.step % self.loss.regularise_every == 0
         terms = {}
         for _ in range(self.n_critic):
             real = next(batches["images"])
             fake = self.generate(self.generator, real.shape[0], context, inputs).detach()
-            d_loss, d_terms = self.loss.discriminator_loss(critic, real, fake)
+            d_loss, d_terms = self.loss.discriminator_loss(critic, real, fake, regularise=regularise)
             context.update(self.optimizer_d, d_loss, "discriminator")
             self.loss.after_discriminator_step(self.discriminator)
             terms.update({"d_loss": d_loss, **d_terms})
