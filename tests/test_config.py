@@ -79,3 +79,11 @@ def test_override_syntax():
 def test_resolution_maps_are_replaced_whole():
     config = merge(preset("stylegan"), {"progressive": {"batch": {8: 4, 16: 2}}})
     assert config["progressive"]["batch"] == {8: 4, 16: 2}
+
+
+def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32():
+    config = load_config("dcgan", config_file=registry.CONFIG_DIR / "fast-cpu.yaml")
+    paper = preset_of("dcgan")
+    assert (config["model"]["ngf"], config["model"]["ndf"], config["train"]["batch"]) == (32, 32, 32)
+    assert config["loss"] == paper["loss"] and config["optim"] == paper["optim"]
+    assert config["model"]["size"] == 64
