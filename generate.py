@@ -2,7 +2,8 @@
 
     python generate.py                              # 8x8 grid from the newest run
     python generate.py -g checkpoint/wganp -s --walk --progress
-    python generate.py --mixing --noise --interpolate   # newest StyleGAN run
+    python generate.py -g checkpoint/pggan --interpolate
+    python generate.py --mixing --noise             # newest StyleGAN run
 """
 import sys
 
@@ -24,12 +25,12 @@ def build_parser():
     parser.add_argument("--walk", action="store_true", help="latent-walk GIF (linear in z between random points)")
     parser.add_argument("--progress", action="store_true",
                         help="training-progress GIF: the run's fixed noise through every saved checkpoint")
-    style = parser.add_argument_group("StyleGAN figures")
+    parser.add_argument("--interpolate", action="store_true", help="4-corner bilinear latent interpolation grid")
+    style = parser.add_argument_group("StyleGAN figures (other archs have no styles or noise: refused)")
     style.add_argument("--mixing", action="store_true", help="style-mixing figure")
     style.add_argument("--mixing-range", default="coarse",
                        help="layers taken from the sources: coarse, middle, fine or A,B (resolution indices, 0 = 4 px)")
     style.add_argument("--noise", action="store_true", help="noise figure with per-pixel standard deviation")
-    style.add_argument("--interpolate", action="store_true", help="4-corner bilinear latent interpolation grid")
     style.add_argument("--truncation", type=float, help="truncation psi around the average latent (e.g. 0.7)")
     style.add_argument("--truncation-cutoff", type=int,
                        help="apply truncation to the first N resolutions only")
@@ -50,7 +51,7 @@ def main(args):
     mixing_range = generation.parse_mixing_range(args.mixing_range)
     out = writable_folder(args.out, "--out")
     print(runtime.startup_line(), file=sys.stderr)
-    style_figure = args.mixing or args.noise or args.interpolate
+    style_figure = args.mixing or args.noise
     source = args.checkpoint or checkpoint.newest_run(args.checkpoint_dir,
                                                       registry.names(styled=True) if style_figure else None)
     generator = generation.load_trained(source, ema=not args.no_ema)

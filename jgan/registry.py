@@ -25,6 +25,7 @@ class Arch:
     progressive: bool = False      # grows its resolution (`progressive` section, Phase.level)
     latent_key: str = None         # key of the `model` section holding the latent length
     styled: bool = False           # takes style mixing, per-layer noise and truncation
+    translates: bool = False       # translates images between two domains instead of drawing latents
     tiny: dict = field(default_factory=dict)   # overrides for a smallest model (tests, benchmarks)
 
     def model_class(self):
@@ -77,4 +78,8 @@ for _name in ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div"):
 register(Arch("stylegan", "jgan.models.stylegan:StyleGANModel", preset="stylegan",
               cpu_preset="stylegan-cpu", progressive=True, latent_key="code_dim", styled=True,
               tiny={"model": {"code_dim": 16, "n_mlp": 2, "channels": [16, 16, 16, 8, 8]}}))
-TABLE_ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan")   # rows of the README's speed and quality tables
+register(Arch("pggan", "jgan.models.pggan:PGGANModel", preset="pggan", cpu_preset="pggan-cpu",
+              progressive=True, latent_key="code_dim", tiny={"model": {"code_dim": 16, "channels": [16, 16, 16, 8, 8]}}))
+register(Arch("cyclegan", "jgan.models.cyclegan:CycleGANModel", preset="cyclegan", translates=True,
+              tiny={"model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1}}))
+TABLE_ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan", "pggan")   # rows of the README's speed and quality tables

@@ -63,7 +63,8 @@ def memory_mb():
 # ----- the PyTorch side -------------------------------------------------------------------------
 class TorchIteration:
     """One training iteration of the PyTorch reference nets, laid out as jgan's training step:
-    StyleGAN's reference for a progressive architecture, the DCGAN family's otherwise."""
+    StyleGAN's reference for a styled architecture, PGGAN's for another progressive one, the
+    DCGAN family's otherwise."""
 
     def __init__(self, config, images, device):
         import torch
@@ -72,6 +73,7 @@ class TorchIteration:
         self.torch, self.losses, self.device = torch, losses_torch, torch.device(device)
         self.config, self.arch = config, config["arch"]
         self.progressive = registry.get(self.arch).progressive
+        self.styled = registry.get(self.arch).styled
         model, optim, train = config["model"], config["optim"], config["train"]
         self.loss = dict(config["loss"])
         self.loss_name = self.loss.pop("name")
@@ -79,7 +81,7 @@ class TorchIteration:
         self.images = [torch.from_numpy(b).to(self.device) for b in images]
         self.count = 0
         torch.manual_seed(0)
-        if self.progressive:
+        if self.styled:
             from reference import stylegan_torch
             self.latent = model["code_dim"]
             self.generator = stylegan_torch.StyledGenerator(model["code_dim"], model["n_mlp"],
@@ -87,6 +89,10 @@ class TorchIteration:
             self.discriminator = stylegan_torch.Discriminator(model["channels"], model["fused_from"])
             self.w_avg = torch.zeros(1, self.latent, device=self.device)
             self.mixing = config["progressive"]["mixing"]
+        elif self.progressive:
+            from reference import pggan_torch
+            self.latent = model["code_dim"]
+            self.generator, self.discriminator = pggan_torch.torch_networks(model)
         else:
             from reference.dcgan_torch import torch_networks
             self.latent = model["nz"]
@@ -106,7 +112,7 @@ class TorchIteration:
 
     def generator_groups(self, optim):
         """rosinality's groups: the mapping network at lr * lr_mlp (0.01), the rest at lr."""
-        if not self.progressive:
+        if not self.styled:
             return [{"params": list(self.generator.parameters()), "lr": optim["lr_g"]}]
         lr_mlp = self.config["model"].get("lr_mlp", 0.01)
         return [{"params": list(self.generator.generator.parameters()), "lr": optim["lr_g"]},
@@ -122,6 +128,8 @@ class TorchIteration:
         torch = self.torch
         if not self.progressive:
             return self.generator(torch.randn(batch, self.latent, device=self.device))
+        if not self.styled:
+            return self.generator(torch.randn(batch, self.latent, device=self.device), level, alpha)
         noise = [tuple(torch.randn(batch, 1, 4 * 2 ** i, 4 * 2 ** i, device=self.device)
                        for _ in range(2)) for i in range(level + 1)]
         z = [torch.randn(batch, self.latent, device=self.device) for _ in range(2)]
@@ -162,7 +170,7 @@ class TorchIteration:
         self.step(self.optimizer_g, g_loss)
         self.discriminator.requires_grad_(True)
         with torch.no_grad():
-            if self.progressive:
+            if self.styled:
                 w = self.generator.style(torch.randn(batch, self.latent, device=self.device))
                 self.w_avg.mul_(0.995).add_(w.mean(0, keepdim=True), alpha=0.005)
             if self.generator_ema is not None:

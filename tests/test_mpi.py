@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from jgan import checkpoint as ckpt
+from jgan import registry
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"wgan-gp": ["--size", "32", "--set", "model.ngf=8", "--set", "model.ndf=8", "--n-critic", "2"],
         "stylegan": ["--max-size", "16", "--phase", "16", "--set", "model.channels=[16,16,16]",
-                     "--set", "model.code_dim=16", "--set", "model.n_mlp=2"]}
+                     "--set", "model.code_dim=16", "--set", "model.n_mlp=2"],
+        "pggan": ["--max-size", "16", "--phase", "16", "--set", "model.channels=[16,16,16]",
+                  "--set", "model.code_dim=16"]}
 
 
 def mpirun(*args, cwd, ranks=2):
@@ -27,7 +30,7 @@ def mpirun(*args, cwd, ranks=2):
     return result
 
 
-@pytest.mark.parametrize("arch, iters, resume_to", [("wgan-gp", 3, 5), ("stylegan", 10, 12)])
+@pytest.mark.parametrize("arch, iters, resume_to", [("wgan-gp", 3, 5), ("stylegan", 10, 12), ("pggan", 10, 12)])
 def test_two_ranks_train_identically_and_write_one_set_of_outputs(arch, iters, resume_to, tiny_lmdb, tmp_path):
     common = [tiny_lmdb, "--arch", arch, "--batch", 4, "--name", "mpi", "--workers", 0, "--no-progress",
               "--log-every", 1, "--ckpt-every", 2, "--sample-every", 100, *TINY[arch]]
@@ -42,7 +45,7 @@ def test_two_ranks_train_identically_and_write_one_set_of_outputs(arch, iters, r
         checksums = document["rank_checksums"]
         assert len(checksums) == 2 and checksums[0] == checksums[1], path
     assert len(list((tmp_path / "sample" / "mpi").iterdir())) == 2   # end of each of the two runs
-    if arch == "stylegan":
+    if registry.get(arch).progressive:
         sizes = [json.loads(line)["size"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
         assert sizes[0] == 8 and sizes[-1] == 16                  # a phase change under MPI
         assert ckpt.load_checkpoint(run_dir)["images"] == 4 * resume_to   # --batch is the global batch

@@ -35,11 +35,22 @@ def fades_in(alpha, level):
     return isinstance(alpha, jt.Var) or 0 <= alpha < 1
 
 
-def check_architecture(channels, fused_from):
+def check_channels(channels):
     if len(channels) == 0 or any(int(c) != c or c < 1 for c in channels):
         raise ConfigError(f"channels must be a non-empty list of positive widths, got {list(channels)}")
+
+
+def check_architecture(channels, fused_from):
+    check_channels(channels)
     if int(fused_from) != fused_from or fused_from < 1:
         raise ConfigError(f"fused_from must be a resolution in pixels, got {fused_from!r}")
+
+
+def unreached_modules(progression, to_rgb, level, alpha):
+    """The blocks of a progressive generator above `level` and its to-RGB layers other than
+    level's and, while fading in, the previous one's."""
+    reached = {level, level - 1} if fades_in(alpha, level) else {level}
+    return list(progression)[level + 1:] + [layer for i, layer in enumerate(to_rgb) if i not in reached]
 
 
 class StyledConvBlock(nn.Module):
@@ -103,9 +114,7 @@ class StyledGenerator(nn.Module):
     def idle_modules(self, level, alpha):
         """The modules a forward pass at (level, alpha) never reaches: the blocks above `level` and
         the to-RGB layers other than level's and, while fading in, the previous one's."""
-        reached = {level, level - 1} if fades_in(alpha, level) else {level}
-        return (list(self.progression)[level + 1:]
-                + [layer for i, layer in enumerate(self.to_rgb) if i not in reached])
+        return unreached_modules(self.progression, self.to_rgb, level, alpha)
 
     def mean_style(self, z):
         """The average w of the latents z, shape (1, code_dim) (rosinality's truncation centre)."""

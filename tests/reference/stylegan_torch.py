@@ -272,8 +272,10 @@ class ConvBlock(nn.Module):
 class Discriminator(nn.Module):
     """progression[0] is the highest resolution; the last block sees 4x4 plus the stddev map."""
 
-    def __init__(self, channels=(16, 16, 16, 8, 8), fused_from=128, from_rgb_activate=False):
+    def __init__(self, channels=(16, 16, 16, 8, 8), fused_from=128, from_rgb_activate=False,
+                 stddev_group=None):
         super().__init__()
+        self.stddev_group = stddev_group   # None: the whole batch (rosinality); else NVIDIA's groups
         count = len(channels)
         blocks = []
         for index in range(count - 1):
@@ -298,7 +300,9 @@ class Discriminator(nn.Module):
             index = self.n_layer - i - 1
             if i == step:
                 out = self.from_rgb[index](input)
-            if i == 0:
+            if i == 0 and self.stddev_group:
+                out = minibatch_stddev(out, self.stddev_group)
+            elif i == 0:
                 out_std = torch.sqrt(out.var(0, unbiased=False) + 1e-8)
                 mean_std = out_std.mean().expand(out.size(0), 1, 4, 4)
                 out = torch.cat([out, mean_std], 1)
