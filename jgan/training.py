@@ -80,6 +80,19 @@ class Trainer:
                 "rng": {"seed": self.train_cfg["seed"], "scheme": "every draw seeded from (seed, step)"},
                 "sample_inputs": self.sample_inputs}
 
+    def rank_model_states(self):
+        """The model's own state (jgan.models.base.GANModel.state) of each MPI rank, gathered on
+        every rank: a model may keep per-rank state, such as CycleGAN's image pools."""
+        state = self.model.state()
+        if not jt.in_mpi:
+            return [state]
+        gathered = {}
+        for name, value in state.items():
+            slots = np.zeros((self.world,) + np.shape(value), np.asarray(value).dtype)
+            slots[rank()] = value
+            gathered[name] = jt.array(slots).mpi_all_reduce("add").numpy()
+        return [{name: value[index] for name, value in gathered.items()} for index in range(self.world)]
+
     def restore(self, document):
         if document.get("arch") != self.arch.name:
             raise CheckpointError(f"{document['path']} is a {document.get('arch')} checkpoint, "
@@ -99,17 +112,20 @@ class Trainer:
             ckpt.load_optimizer_state(optimizer, optimizers[name])
         self.step, self.images = document["step"], document["images"]
         self.sample_inputs = document["sample_inputs"]
+        states = document.get("model_states", [{}])
+        self.model.load_state(states[rank() % len(states)])
 
     def save(self):
         """Write a checkpoint (MPI rank 0 only); a failed write (disk full) keeps the previous one."""
-        checksums = self.rank_checksums()
+        checksums, model_states = self.rank_checksums(), self.rank_model_states()
         if not is_main_process():
             return ckpt.checkpoint_path(self.run_dir, self.step)
         if len(set(checksums)) > 1:
             raise CheckpointError(f"the MPI ranks hold different weights at step {self.step} "
                                   f"(parameter sums {checksums}); the last checkpoint is kept")
         try:
-            path = ckpt.save_checkpoint(self.run_dir, self.step, {**self.payload(), "rank_checksums": checksums})
+            path = ckpt.save_checkpoint(self.run_dir, self.step, {**self.payload(), "rank_checksums": checksums,
+                                                                  "model_states": model_states})
         except OSError as error:
             raise CheckpointError(f"could not write the step-{self.step} checkpoint to {self.run_dir} "
                                   f"({error.strerror or error}); the previous checkpoint is kept: "
@@ -178,18 +194,20 @@ class Trainer:
         return terms
 
     def batches(self, phase):
-        """{stream: batch iterator} for this phase; rebuilt when the size or the batch changes."""
+        """{stream: batch iterator} for this phase; rebuilt when the size or the batch changes.
+        Each stream has its own order (seed + its index), so that two data sets of the same
+        images in the same order (an unpaired task's two domains) are not shown as pairs."""
         key = (phase.size, phase.batch)
         if phase.batch % self.world:
             raise ConfigError(f"the batch of {phase.batch} images at {phase.size} px cannot be split "
                               f"over {self.world} MPI ranks; use a batch divisible by {self.world}")
         if key != self.streams_key:
             self.streams_key = key
-            self.streams = {name: training_stream(path, phase.size, phase.batch, self.train_cfg["seed"],
+            self.streams = {name: training_stream(path, phase.size, phase.batch, self.train_cfg["seed"] + index,
                                                   start=self.images, flip=self.train_cfg["flip"],
                                                   num_workers=self.train_cfg["num_workers"],
                                                   rank=rank(), world=self.world)
-                            for name, path in self.data.items()}
+                            for index, (name, path) in enumerate(self.data.items())}
         return self.streams
 
     def set_learning_rate(self, phase):

@@ -63,6 +63,14 @@ class GANModel:
         """The optimisers by name, each restored with its moments."""
         raise NotImplementedError
 
+    def state(self):
+        """What a checkpoint must hold beyond networks and optimisers to resume exactly (e.g. an
+        image pool): {name: numpy array}, each of the same shape on every MPI rank."""
+        return {}
+
+    def load_state(self, state):
+        """Restore what `state` returned."""
+
     def set_learning_rate(self, lr):
         for optimizer in self.optimizers().values():
             optimizer.lr = lr
