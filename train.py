@@ -5,13 +5,29 @@
     python train.py lmdb --arch stylegan --name my-run --resume
 """
 import sys
+from typing import Annotated
 
-from jgan import registry
-from jgan.cli import ArgumentParser, run, writable_folder
+from pydantic import Field
+
+from jgan import registry, schema
+from jgan.cli import ArgumentParser, config_flag, run, value_flag, writable_folder
 
 DEFAULT_ARCH = "wgan-gp"
-PROGRESSIVE_FLAGS = ("init_size", "max_size", "phase")
-STYLED_FLAGS = ("mixing", "loss")
+# flag: the configuration keys it sets; its type, range and meaning are those of jgan.schema
+CONFIG_FLAGS = {
+    "--batch": ("train.batch",), "--iters": ("train.iters",), "--n-critic": ("train.n_critic",),
+    "--lr": ("optim.lr_g", "optim.lr_d"), "--ema": ("train.ema",), "--seed": ("train.seed",),
+    "--workers": ("train.num_workers",), "--sample-every": ("train.sample_every",),
+    "--ckpt-every": ("train.ckpt_every",), "--log-every": ("train.log_every",), "--keep": ("train.keep",),
+    "--metrics": ("train.metrics",), "--metrics-every": ("train.metrics_every",),
+    "--metrics-n": ("train.metrics_n",),
+}
+PROGRESSIVE_FLAGS = {"--init-size": ("progressive.init_size",), "--max-size": ("progressive.max_size",),
+                     "--phase": ("progressive.phase",)}
+STYLED_FLAGS = {"--mixing": ("progressive.mixing",), "--loss": ("loss.name",)}
+SIZE_KEY = {False: "model.size", True: "progressive.max_size"}   # by whether the arch grows
+MEANINGS = {"--lr": "learning rate of both networks",
+            "--size": "image size (progressive archs: the final size, as --max-size)"}
 
 
 def build_parser():
@@ -28,57 +44,42 @@ def build_parser():
                         help="auto = CUDA when Jittor has it")
     parser.add_argument("--checkpoint-dir", default="checkpoint", help="where run folders are written")
     parser.add_argument("--sample-dir", default="sample", help="where sample grids are written")
-    parser.add_argument("--minutes", type=float,
-                        help="stop (with a checkpoint) after this much training time, even before --iters")
+    value_flag(parser, "--minutes", Annotated[float, Field(gt=0)],
+               "stop (with a checkpoint) after this much training time, even before --iters")
     parser.add_argument("--nan-policy", default="stop", choices=("stop", "skip"),
                         help="on a NaN/Inf loss: stop (keeping the last good checkpoint) or skip that update")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     shared = parser.add_argument_group("training (default: from the config)")
-    shared.add_argument("--size", type=int, help="image size (StyleGAN: the final size, as --max-size)")
-    shared.add_argument("--batch", type=int,
-                        help="batch size (StyleGAN: one batch for every resolution instead of the schedule)")
-    shared.add_argument("--iters", type=int, help="total generator steps")
-    shared.add_argument("--n-critic", type=int, help="discriminator steps per generator step")
-    shared.add_argument("--lr", type=float, help="learning rate of both networks")
-    shared.add_argument("--ema", type=float, help="EMA decay of the sample generator (0 = off)")
-    shared.add_argument("--seed", type=int, help="random seed")
-    shared.add_argument("--workers", type=int, help="data-loader threads that decode the next batches while the model trains")
-    shared.add_argument("--sample-every", type=int, help="write a fixed-noise sample grid every N steps")
-    shared.add_argument("--ckpt-every", type=int, help="write a checkpoint every N steps")
-    shared.add_argument("--log-every", type=int, help="log losses every N steps")
-    shared.add_argument("--metrics", help="metrics to evaluate during training, e.g. swd (see scripts/evaluate.py)")
-    shared.add_argument("--metrics-every", type=int, help="evaluate the metrics every N steps")
-    shared.add_argument("--metrics-n", type=int, help="images per evaluation")
+    config_flag(shared, "--size", schema.flag_field("progressive.max_size"), MEANINGS["--size"])
+    for flag, keys in CONFIG_FLAGS.items():
+        config_flag(shared, flag, schema.flag_field(keys[0]), MEANINGS.get(flag))
     grow = parser.add_argument_group("progressive architectures such as StyleGAN (default: from the config)")
-    grow.add_argument("--init-size", type=int, help="first resolution of progressive growing")
-    grow.add_argument("--max-size", type=int, help="final resolution of progressive growing")
-    grow.add_argument("--phase", type=int, help="images shown per fade-in (and again per hold)")
+    for flag, keys in PROGRESSIVE_FLAGS.items():
+        config_flag(grow, flag, schema.flag_field(keys[0]))
     style = parser.add_argument_group("StyleGAN (default: from the config)")
-    style.add_argument("--mixing", type=float, help="style-mixing probability (0 = off)")
-    style.add_argument("--loss", choices=("wgan-gp", "r1"), help="StyleGAN loss")
+    config_flag(style, "--mixing", schema.flag_field("progressive.mixing"))
+    style.add_argument("--loss", choices=schema.LOSS_NAMES, help="the loss, e.g. wgan-gp (+ drift) or r1")
     return parser
 
 
+def destination(flag):
+    return flag[2:].replace("-", "_")
+
+
 def flag_overrides(args):
-    """The nested config overrides the explicit flags ask for."""
-    from jgan.config import parse_override
-    progressive = registry.get(args.arch).progressive
-    flags = {
-        ("train", "batch"): args.batch, ("train", "iters"): args.iters,
-        ("train", "n_critic"): args.n_critic, ("train", "ema"): args.ema,
-        ("train", "seed"): args.seed, ("train", "num_workers"): args.workers,
-        ("train", "sample_every"): args.sample_every, ("train", "ckpt_every"): args.ckpt_every,
-        ("train", "log_every"): args.log_every, ("train", "metrics"): args.metrics,
-        ("train", "metrics_every"): args.metrics_every, ("train", "metrics_n"): args.metrics_n,
-        ("optim", "lr_g"): args.lr, ("optim", "lr_d"): args.lr,
-        ("progressive" if progressive else "model", "max_size" if progressive else "size"): args.size,
-        ("progressive", "init_size"): args.init_size, ("progressive", "max_size"): args.max_size,
-        ("progressive", "phase"): args.phase, ("progressive", "mixing"): args.mixing,
-    }
-    overrides = [{section: {key: value}} for (section, key), value in flags.items() if value is not None]
-    if args.loss is not None:
-        overrides.append({"loss": {"name": args.loss}})
+    """The nested config overrides the explicit flags and --set ask for."""
+    from jgan.config import nested, parse_override
+    size = {"--size": (SIZE_KEY[registry.get(args.arch).progressive],)}
+    flags = {**size, **CONFIG_FLAGS, **PROGRESSIVE_FLAGS, **STYLED_FLAGS}
+    overrides = [nested(key, getattr(args, destination(flag))) for flag, keys in flags.items() for key in keys
+                 if getattr(args, destination(flag)) is not None]
     return overrides + [parse_override(text) for text in args.set]
+
+
+def new_config(args, has_cuda):
+    """The configuration of a new run: the preset, --config, the flags and --set, checked."""
+    from jgan.config import load_config
+    return load_config(args.arch, has_cuda, args.config, flag_overrides(args))
 
 
 def check_same_network(run_dir, trained, config):
@@ -105,15 +106,40 @@ def check_flags_apply(args):
     arch = registry.get(args.arch)
     for flags, capability, kind in ((PROGRESSIVE_FLAGS, "progressive", "progressive-growing"),
                                     (STYLED_FLAGS, "styled", "StyleGAN")):
-        given = [flag for flag in flags if getattr(args, flag) is not None]
+        given = [flag for flag in flags if getattr(args, destination(flag)) is not None]
         if given and not getattr(arch, capability):
             example = registry.names(**{capability: True})[0]
-            raise ConfigError(f"--{given[0].replace('_', '-')} is a {kind} flag that {args.arch} does "
-                              f"not take; drop it or pass --arch {example}")
+            raise ConfigError(f"{given[0]} is a {kind} flag that {args.arch} does not take; drop it or "
+                              f"pass --arch {example}")
+
+
+def run_config(args, run_dir, has_cuda):
+    """(configuration, checkpoint to resume or None) of the run in `run_dir`, which this process holds."""
+    import copy
+
+    from jgan import checkpoint
+    from jgan.config import merge, read_yaml, validate
+    from jgan.errors import ConfigError
+    if not args.resume:
+        if checkpoint.numbered_checkpoints(run_dir):
+            raise ConfigError(f"run {run_dir} already has checkpoints; pass --resume to continue it "
+                              f"or --name for a new run")
+        return new_config(args, has_cuda), None
+    document = checkpoint.load_checkpoint(run_dir)
+    config = document["config"]
+    trained = copy.deepcopy(config["model"]), config.get("progressive", {}).get("max_size")
+    for override in ([read_yaml(args.config)] if args.config else []) + flag_overrides(args):
+        merge(config, override)
+    config = validate(config)
+    check_same_network(run_dir, trained, config)
+    if config["arch"] != args.arch:
+        raise ConfigError(f"run {run_dir} is a {config['arch']} run, not {args.arch}; "
+                          f"pass --arch {config['arch']}")
+    return config, document
 
 
 def main(args):
-    import copy
+    from contextlib import nullcontext
     from pathlib import Path
 
     import jgan
@@ -123,9 +149,7 @@ def main(args):
     device = runtime.init(args.device)
     import jittor as jt
 
-    from jgan import checkpoint
-    from jgan.config import load_config, merge, read_yaml
-    from jgan.errors import ConfigError
+    from jgan import runlock
     from jgan.mpi import is_main_process
     from jgan.training import Trainer
 
@@ -133,36 +157,21 @@ def main(args):
     name = args.name or args.arch
     run_dir = writable_folder(Path(args.checkpoint_dir) / name, "--checkpoint-dir")
     writable_folder(Path(args.sample_dir) / name, "--sample-dir")
-    overrides = flag_overrides(args)
-    if args.resume:
-        document = checkpoint.load_checkpoint(run_dir)
-        config = document["config"]
-        trained = copy.deepcopy(config["model"]), config.get("progressive", {}).get("max_size")
-        for override in ([read_yaml(args.config)] if args.config else []) + overrides:
-            merge(config, override)
-        check_same_network(run_dir, trained, config)
-    else:
-        if checkpoint.numbered_checkpoints(run_dir):
-            raise ConfigError(f"run {run_dir} already has checkpoints; pass --resume to continue it "
-                              f"or --name for a new run")
-        config = load_config(args.arch, device == "cuda", args.config, overrides)
-        document = None
-    if config["arch"] != args.arch:
-        raise ConfigError(f"run {run_dir} is a {config['arch']} run, not {args.arch}; "
-                          f"pass --arch {config['arch']}")
-    preset = registry.get(args.arch).preset_path(device == "cuda").stem if args.config is None else args.config
-    say = print if is_main_process() else (lambda *a, **k: None)
-    ranks = f", {jt.world_size} MPI ranks" if jt.in_mpi else ""
-    say(runtime.startup_line(), file=sys.stderr)
-    say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}, "
-        f"jgan {jgan.__version__}", file=sys.stderr)
-    trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,
-                      progress=not args.no_progress, nan_policy=args.nan_policy)
-    if document is not None:
-        trainer.restore(document)
-        say(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
-    seconds = None if args.minutes is None else args.minutes * 60
-    path = trainer.train(config["train"]["iters"], seconds)
+    with runlock.hold(run_dir) if is_main_process() else nullcontext():
+        config, document = run_config(args, run_dir, device == "cuda")
+        preset = registry.get(args.arch).preset_path(device == "cuda").stem if args.config is None else args.config
+        say = print if is_main_process() else (lambda *a, **k: None)
+        ranks = f", {jt.world_size} MPI ranks" if jt.in_mpi else ""
+        say(runtime.startup_line(), file=sys.stderr)
+        say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}, "
+            f"jgan {jgan.__version__}", file=sys.stderr)
+        trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,
+                          progress=not args.no_progress, nan_policy=args.nan_policy)
+        if document is not None:
+            trainer.restore(document)
+            say(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
+        seconds = None if args.minutes is None else args.minutes * 60
+        path = trainer.train(config["train"]["iters"], seconds)
     say(f"train: done, step {trainer.step}; checkpoint {path}, samples in {trainer.sample_dir}")
 
 

@@ -1,27 +1,84 @@
-"""What the three command-line scripts share: one-sentence errors and exit codes."""
+"""What the three command-line scripts share: one-sentence errors and exit codes, flags whose
+type, range and meaning come from jgan.schema, and the README's flag tables."""
 import argparse
 import sys
 import tempfile
 import traceback
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from jgan import schema
 from jgan.errors import ConfigError, JganError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows a flag's default where it has one (not None, not off)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with a --debug flag and usage errors that exit with code 2 in one sentence."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true",
                           help="show the full traceback when an error occurs")
 
     def error(self, message):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def checked(annotation, allowed):
+    """An argparse `type`: the flag's text as a value of `annotation` (a pydantic type), refused
+    with its range in words (`allowed`)."""
+    adapter = TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
+
+    def parse(text):
+        try:
+            return adapter.validate_python(None if text == "null" else text, strict=False)
+        except ValidationError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+    return parse
+
+
+def value_flag(group, flag, annotation, meaning, **kwargs):
+    """A flag whose value is checked against `annotation` (e.g. Annotated[int, Field(ge=1)])."""
+    allowed = schema.words(annotation)
+    return group.add_argument(flag, type=checked(annotation, allowed), help=f"{meaning}; {allowed}", **kwargs)
+
+
+def config_flag(group, flag, field, meaning=None, **kwargs):
+    """A flag that sets a configuration key: type, range and meaning are the schema's `field`'s."""
+    allowed = schema.allowed_values(field)
+    _, choices = schema.value_type(field)
+    annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    parse = str if choices else checked(annotation, allowed)
+    return group.add_argument(flag, type=parse, choices=choices,
+                              help=f"{meaning or field.description}; {allowed}", **kwargs)
+
+
+def flag_table(parser):
+    """The flags of `parser` as a Markdown table (flag, default, meaning), as the README shows them."""
+    rows = ["| flag | default | meaning |", "|---|---|---|"]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        names = ", ".join(f"`{name}`" for name in action.option_strings) or f"`{action.dest.upper()}`"
+        if action.option_strings and action.nargs != 0:
+            names = names[:-1] + f" {action.metavar or action.dest.upper()}`"
+        default = "off" if action.nargs == 0 else "from the config" if action.default is None else action.default
+        rows.append(f"| {names} | {default} | {action.help} |")
+    return "\n".join(rows) + "\n"
 
 
 def writable_folder(path, flag):

@@ -1,16 +1,18 @@
-"""Configuration as data: `configs/<preset>.yaml`, overlaid by a user file, then by flags.
+"""Configuration as data: `configs/<preset>.yaml`, overlaid by a user file, then by flags, then
+checked against the schema of its architecture (jgan.schema).
 
-Every key a user gives must exist in the preset (unknown keys are named, with the nearest valid
-key suggested) and have the preset's type. Maps keyed by resolution (`progressive.batch`) and the
-parameters of a loss other than the preset's are taken whole.
+Unknown keys are named with the nearest valid key; a wrong type or a value out of range is named
+with what the key may be. Maps keyed by resolution (`progressive.batch`) and a loss or optimiser
+of another name than the preset's are taken whole.
 """
 import copy
 import difflib
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from jgan import registry
+from jgan import registry, schema
 from jgan.errors import ConfigError
 
 
@@ -39,7 +41,7 @@ def preset_of(arch, has_cuda=False):
 
 
 def _is_resolution_map(value):
-    return isinstance(value, dict) and all(isinstance(k, int) for k in value)
+    return isinstance(value, dict) and bool(value) and all(isinstance(k, int) for k in value)
 
 
 def _nearest(key, choices):
@@ -47,44 +49,69 @@ def _nearest(key, choices):
     return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(choices)}"
 
 
-def _coerce(name, default, value):
-    """`value` converted to the type of `default`, or a ConfigError naming the key."""
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool) or isinstance(value, bool):
-        if isinstance(default, bool) and isinstance(value, bool):
-            return value
-    elif isinstance(default, float) and isinstance(value, (int, float)):
-        return float(value)
-    elif isinstance(default, int) and isinstance(value, int):
-        return value
-    elif isinstance(default, int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    elif isinstance(default, str) and isinstance(value, str):
-        return value
-    elif isinstance(default, list) and isinstance(value, (list, tuple)):
-        return list(value)
-    elif _is_resolution_map(default) and _is_resolution_map(value):
-        return dict(value)
-    raise ConfigError(f"config key {name} must be {type(default).__name__}, "
-                      f"got {value!r} ({type(value).__name__})")
+def _replaces(old, new):
+    """Whether `new` replaces `old` whole instead of being merged key by key: a resolution map, a
+    value that is not a section, or a section of another `name` (loss, optim) with its own keys."""
+    if not (isinstance(old, dict) and isinstance(new, dict)) or _is_resolution_map(old) or old == {}:
+        return True
+    return new.get("name", old.get("name")) != old.get("name")
 
 
-def merge(base, update, prefix=""):
-    """Overlay `update` on `base` in place, checking keys and types against `base`."""
+def merge(base, update):
+    """Overlay `update` on `base` in place (checked later, by `validate`)."""
     for key, value in update.items():
-        name = f"{prefix}{key}"
-        if key not in base:
-            raise ConfigError(f"unknown config key {name!r}{_nearest(key, base)}")
-        if key == "loss" and isinstance(value, dict) and value.get("name", base[key]["name"]) != base[key]["name"]:
-            base[key] = dict(value)
-        elif isinstance(base[key], dict) and not _is_resolution_map(base[key]):
-            if not isinstance(value, dict):
-                raise ConfigError(f"config key {name} must be a mapping, got {value!r}")
-            merge(base[key], value, prefix=f"{name}.")
+        if key in base and not _replaces(base[key], value):
+            merge(base[key], value)
         else:
-            base[key] = _coerce(name, base[key], value)
+            base[key] = copy.deepcopy(value)
     return base
+
+
+def schema_of(arch):
+    """The pydantic class that checks a configuration of `arch` (jgan.schema)."""
+    entry = registry.get(arch)
+    return entry.config or schema.from_preset(preset_of(arch), entry.progressive)
+
+
+def validate(config):
+    """`config` checked against its arch's schema, with every default filled in but the `model`
+    section's, whose keys are the networks' arguments (a new dict); a ConfigError names the first
+    wrong key, its value and what it may be."""
+    model = schema_of(config.get("arch"))
+    try:
+        checked = model.model_validate(config)
+    except ValidationError as error:
+        raise ConfigError(_sentence(error.errors()[0], model, config)) from None
+    return {**checked.model_dump(), "model": checked.model.model_dump(exclude_unset=True)}
+
+
+def _sentence(error, model, config):
+    """One pydantic error as a sentence naming the key, the value and what it may be."""
+    if error["type"] == "value_error" and not error["loc"]:
+        return str(error["ctx"]["error"])           # a rule between keys, already a sentence
+    names, fields, field, value = [], model.model_fields, None, config
+    for part in error["loc"]:
+        if field is not None and part in schema.variants(field):
+            fields = schema.variants(field)[part].model_fields
+        elif fields is not None and part in fields:
+            field, value = fields[part], value.get(part) if isinstance(value, dict) else None
+            names.append(part)
+            fields = getattr(field.annotation, "model_fields", None)
+        elif error["type"] == "extra_forbidden":
+            return f"unknown config key {'.'.join(names + [part])!r}{_nearest(part, fields)}"
+        else:
+            break                                   # inside a list or a map: name the whole value
+    name = ".".join(names)
+    if error["type"] == "missing":
+        what = f" ({field.description}: {schema.allowed_values(field)})" if field.description else ""
+        return f"config key {name} is missing; add it{what}"
+    if schema.variants(field) and isinstance(value, dict):
+        choices = ", ".join(schema.variants(field))
+        return f"config key {name}.name must be one of {choices}, got {value.get('name')!r}"
+    if fields is not None or schema.variants(field):
+        return f"config key {name} must be a mapping of keys, got {value!r}"
+    kind = f" ({type(value).__name__})" if error["type"].endswith(("_type", "_parsing")) else ""
+    return f"config key {name} must be {schema.allowed_values(field)}, got {value!r}{kind}"
 
 
 def add_missing_keys(config, defaults):
@@ -98,16 +125,24 @@ def add_missing_keys(config, defaults):
     return config
 
 
+def nested(dotted, value):
+    """'section.key', value -> {section: {key: value}}."""
+    for part in reversed(dotted.strip().split(".")):
+        value = {part: value}
+    return value
+
+
 def parse_override(text):
     """`section.key=value` (value in YAML syntax) -> nested dict."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else ""
-    nested = value
-    for part in reversed(dotted.strip().split(".")):
-        nested = {part: nested}
-    return nested
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r} has a value that is not valid YAML; quote it, e.g. "
+                          f"{dotted}='\"{raw}\"'") from None
+    return nested(dotted, value)
 
 
 def load_config(arch, has_cuda=False, config_file=None, overrides=()):
@@ -121,7 +156,7 @@ def load_config(arch, has_cuda=False, config_file=None, overrides=()):
         merge(config, user)
     for override in overrides:
         merge(config, override)
-    return config
+    return validate(config)
 
 
 def save_config(config, path):

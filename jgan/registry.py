@@ -10,6 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jgan import schema
 from jgan.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -27,6 +28,7 @@ class Arch:
     styled: bool = False           # takes style mixing, per-layer noise and truncation
     translates: bool = False       # translates images between two domains instead of drawing latents
     tiny: dict = field(default_factory=dict)   # overrides for a smallest model (tests, benchmarks)
+    config: type = None            # its jgan.schema class (None: the preset's `model` keys and types)
 
     def model_class(self):
         """The GANModel subclass of this architecture."""
@@ -74,12 +76,15 @@ def get(name):
 
 _DCGAN_TINY = {"model": {"nz": 16, "ngf": 8, "ndf": 8}}
 for _name in ("dcgan", "wgan", "wgan-gp", "wganp", "lsgan", "wgan-div"):
-    register(Arch(_name, "jgan.models.dcgan:DCGANModel", preset=_name, latent_key="nz", tiny=_DCGAN_TINY))
+    register(Arch(_name, "jgan.models.dcgan:DCGANModel", preset=_name, latent_key="nz", tiny=_DCGAN_TINY,
+                  config=schema.DCGANConfig))
 register(Arch("stylegan", "jgan.models.stylegan:StyleGANModel", preset="stylegan",
               cpu_preset="stylegan-cpu", progressive=True, latent_key="code_dim", styled=True,
+              config=schema.StyleGANConfig,
               tiny={"model": {"code_dim": 16, "n_mlp": 2, "channels": [16, 16, 16, 8, 8]}}))
 register(Arch("pggan", "jgan.models.pggan:PGGANModel", preset="pggan", cpu_preset="pggan-cpu",
-              progressive=True, latent_key="code_dim", tiny={"model": {"code_dim": 16, "channels": [16, 16, 16, 8, 8]}}))
+              progressive=True, latent_key="code_dim", config=schema.PGGANConfig,
+              tiny={"model": {"code_dim": 16, "channels": [16, 16, 16, 8, 8]}}))
 register(Arch("cyclegan", "jgan.models.cyclegan:CycleGANModel", preset="cyclegan", translates=True,
               tiny={"model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1}}))
 TABLE_ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan", "pggan")   # rows of the README's speed and quality tables

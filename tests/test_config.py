@@ -32,7 +32,7 @@ def test_unknown_key_is_named_with_the_nearest_valid_key():
 
 
 def test_wrong_type_is_named():
-    with pytest.raises(ConfigError, match=r"train.batch must be int, got 'big'"):
+    with pytest.raises(ConfigError, match=r"config key train.batch must be an integer of at least 1 or null, got 'big' \(str\)"):
         load_config("dcgan", overrides=[{"train": {"batch": "big"}}])
 
 
@@ -42,9 +42,9 @@ def test_ints_become_floats_where_the_preset_has_floats():
     assert config["loss"]["gp_weight"] == 5.0
 
 
-def test_a_different_loss_replaces_the_loss_parameters():
+def test_a_different_loss_replaces_the_loss_parameters_with_its_defaults():
     config = load_config("stylegan", overrides=[{"loss": {"name": "r1"}}])
-    assert config["loss"] == {"name": "r1"}
+    assert config["loss"] == {"name": "r1", "gamma": 10.0, "every": 1}
 
 
 def test_user_file_for_another_arch_is_refused(tmp_path):
