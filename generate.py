@@ -6,8 +6,14 @@
     python generate.py --mixing --noise             # newest StyleGAN run
 """
 import sys
+from typing import Annotated
 
-from jgan.cli import ArgumentParser, run, writable_folder
+from pydantic import Field
+
+from jgan.cli import ArgumentParser, run, value_flag, writable_folder
+from jgan.schema import MAX_SEED
+
+AT_LEAST_ONE = Annotated[int, Field(ge=1)]
 
 
 def build_parser():
@@ -16,9 +22,9 @@ def build_parser():
                         help="checkpoint file or run folder (default: the newest run in --checkpoint-dir)")
     parser.add_argument("--checkpoint-dir", default="checkpoint", help="where runs are looked for")
     parser.add_argument("--out", default="results", help="output folder")
-    parser.add_argument("--n", type=int, default=64, help="number of images in the sample grid")
-    parser.add_argument("--nrow", type=int, default=8, help="images per grid row")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the latents")
+    value_flag(parser, "--n", Annotated[int, Field(ge=1, le=4096)], "number of images in the sample grid", default=64)
+    value_flag(parser, "--nrow", AT_LEAST_ONE, "images per grid row", default=8)
+    value_flag(parser, "--seed", Annotated[int, Field(ge=0, le=MAX_SEED)], "random seed of the latents", default=0)
     parser.add_argument("-s", "--separate", action="store_true", help="also write each image as its own PNG")
     parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -31,9 +37,9 @@ def build_parser():
     style.add_argument("--mixing-range", default="coarse",
                        help="layers taken from the sources: coarse, middle, fine or A,B (resolution indices, 0 = 4 px)")
     style.add_argument("--noise", action="store_true", help="noise figure with per-pixel standard deviation")
-    style.add_argument("--truncation", type=float, help="truncation psi around the average latent (e.g. 0.7)")
-    style.add_argument("--truncation-cutoff", type=int,
-                       help="apply truncation to the first N resolutions only")
+    value_flag(style, "--truncation", Annotated[float, Field(ge=0, le=1)],
+               "truncation psi around the average latent (e.g. 0.7; 1 = off)")
+    value_flag(style, "--truncation-cutoff", AT_LEAST_ONE, "apply truncation to the first N resolutions only")
     return parser
 
 
@@ -44,10 +50,7 @@ def main(args):
 
     runtime.init(args.device)
     from jgan import checkpoint, generation, visual
-    from jgan.errors import ConfigError
 
-    if args.n < 1 or args.nrow < 1:
-        raise ConfigError("--n and --nrow must be at least 1")
     mixing_range = generation.parse_mixing_range(args.mixing_range)
     out = writable_folder(args.out, "--out")
     print(runtime.startup_line(), file=sys.stderr)

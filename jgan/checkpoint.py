@@ -20,6 +20,7 @@ FORMAT = "jgan-checkpoint"
 VERSION = 2     # 2: `sample_inputs` (was `fixed_z`); DCGAN-family nets named in the `model` section
 SUFFIX = ".jgan"
 LATEST = "latest"
+MILESTONES = "milestones"   # checkpoints kept whatever train.keep says: the last of each progressive phase
 _NUMBERED = re.compile(r"^(\d+)\.jgan$")
 
 
@@ -96,15 +97,37 @@ def remove_stale_temporaries(run_dir):
         path.unlink()
 
 
-def save_checkpoint(run_dir, step, payload):
-    """Write `payload` as checkpoint `step` of the run and point `latest` at it; returns its path."""
+def save_checkpoint(run_dir, step, payload, keep=0, milestone=False):
+    """Write `payload` as checkpoint `step` of the run and point `latest` at it; then, only then,
+    delete all but the newest `keep` checkpoints (0: none) and the milestones. Returns its path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(run_dir, step)
     document = {"format": FORMAT, "version": VERSION, **payload}
     _atomic_write(path, pickle.dumps(document, protocol=pickle.HIGHEST_PROTOCOL))
     _atomic_write(run_dir / LATEST, path.name.encode() + b"\n")
+    if milestone:
+        _atomic_write(run_dir / MILESTONES, "".join(f"{name}\n" for name in {*milestones(run_dir), path.name}).encode())
+    if keep:
+        prune(run_dir, keep)
     return path
+
+
+def milestones(run_dir):
+    """Names of the checkpoints that pruning spares."""
+    path = Path(run_dir) / MILESTONES
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def prune(run_dir, keep):
+    """Delete the run's checkpoints but the newest `keep`, the milestones and the one `latest` names."""
+    run_dir = Path(run_dir)
+    files = numbered_checkpoints(run_dir)
+    latest = (run_dir / LATEST).read_text().strip() if (run_dir / LATEST).is_file() else None
+    spared = milestones(run_dir) | {path.name for path in files[-keep:]} | {latest}
+    for path in files:
+        if path.name not in spared:
+            path.unlink()
 
 
 def numbered_checkpoints(run_dir):

@@ -1,7 +1,7 @@
 """LMDB made by prepare_data.py (layout: jgan.prepare) -> batches of Jittor Vars for training."""
-import io
 import json
 import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, repeat
@@ -9,12 +9,12 @@ from itertools import chain, repeat
 import jittor as jt
 import lmdb
 import numpy as np
-from PIL import Image
 
 from jgan.errors import ConfigError, DataError
-from jgan.prepare import LENGTH_KEY, META_KEY, how_to_create, image_key
+from jgan.prepare import LENGTH_KEY, META_KEY, UNREADABLE, decode_record, how_to_create, image_key
 
 PROBE_SIZES = tuple(2 ** k for k in range(2, 11))  # 4 .. 1024: the sizes of a LMDB without meta
+BAD_FRACTION = 0.01  # training stops when more of an LMDB's records than this cannot be decoded
 
 
 
@@ -80,8 +80,28 @@ class LMDBImages:
         if data is None:
             raise DataError(f"{self.path} has no image {image_key(size, index).decode()}, so it is "
                             f"incomplete; recreate it with `python prepare_data.py`")
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image.convert("RGB"))
+        return decode_record(data, size)
+
+
+class BadRecords:
+    """The records of one LMDB that could not be decoded in training: each logged once, counted."""
+
+    def __init__(self, path, count=0):
+        self.path, self.count, self.keys = str(path), count, []   # count: images per size
+
+    def add(self, key, error):
+        if key not in self.keys:
+            self.keys.append(key)
+            print(f"jgan: record {key} of {self.path} cannot be decoded ({type(error).__name__}); another image "
+                  f"takes its place", file=sys.stderr)
+
+    def too_many(self):
+        """More than BAD_FRACTION of the records (and more than one)."""
+        return len(self.keys) > max(1, BAD_FRACTION * self.count)
+
+    def sentence(self):
+        return (f"{len(self.keys)} records of the {self.count} images of {self.path} cannot be decoded "
+                f"(e.g. {', '.join(self.keys[:3])})")
 
 
 class ImageDataset:
@@ -90,17 +110,31 @@ class ImageDataset:
     Key `i` is image i; key `length + i` is image i mirrored (how a StreamSampler asks for flips).
     """
 
-    def __init__(self, path, size):
+    def __init__(self, path, size, bad=None):
         self.images = LMDBImages(path)
         self.images.check_size(size)
         self.path, self.size = str(path), size
+        self.bad = bad or BadRecords(path)
+        self.bad.count = self.images.length
 
     def __len__(self):
         return self.images.length
 
+    def pixels(self, index):
+        """Image `index`, or if its record cannot be decoded the next one that can (logged once),
+        so that a batch keeps its size."""
+        for offset in range(self.images.length):
+            candidate = (index + offset) % self.images.length
+            try:
+                return self.images.image(self.size, candidate)
+            except UNREADABLE as error:
+                self.bad.add(image_key(self.size, candidate).decode(), error)
+        raise DataError(f"no {self.size} px record of {self.path} can be decoded; recreate it with "
+                        f"`python prepare_data.py`")
+
     def __getitem__(self, key):
         mirrored, index = divmod(key, self.images.length)
-        pixels = self.images.image(self.size, index)
+        pixels = self.pixels(index)
         if mirrored:
             pixels = pixels[:, ::-1]
         return pixels.transpose(2, 0, 1).astype(np.float32) / np.float32(127.5) - np.float32(1)
@@ -196,11 +230,11 @@ class StreamSampler:
         return iter(keys)
 
 
-def training_stream(path, size, batch_size, seed, start=0, flip=True, num_workers=0, rank=0, world=1):
+def training_stream(path, size, batch_size, seed, start=0, flip=True, num_workers=0, rank=0, world=1, bad=None):
     """Endless global batches (this rank's share) of the `size` px images, in StreamSampler order
-    from image `start` on; a bad size or batch fails here, before the first batch. Call it again
-    when the resolution or the batch changes."""
-    dataset = ImageDataset(path, size)
+    from image `start` on, undecodable records counted in `bad` (BadRecords); a bad size or batch
+    fails here, before the first batch. Call it again when the resolution or the batch changes."""
+    dataset = ImageDataset(path, size, bad)
     check_batch_size(batch_size, dataset)
     passes = max(1, 4096 // batch_size)
     sampler = StreamSampler(len(dataset), seed, start, flip, pass_length=passes * batch_size)

@@ -49,6 +49,42 @@ def image_key(size, index):
     return f"{size}-{str(index).zfill(5)}".encode("utf-8")
 
 
+def decode_record(data, size):
+    """The pixels (size, size, 3) uint8 of one stored image; one of UNREADABLE if it is not one."""
+    with Image.open(io.BytesIO(data)) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    if pixels.shape != (size, size, 3):
+        raise ValueError(f"a {pixels.shape[1]}x{pixels.shape[0]} image where {size}x{size} belongs")
+    return pixels
+
+
+def verify_lmdb(path):
+    """(records checked, [(key, why it is bad)]) over every image of every size of an LMDB."""
+    path = Path(path)
+    try:
+        env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+    except lmdb.Error:
+        raise DataError(f"{path} is not an LMDB made by prepare_data.py; {how_to_create(path)}") from None
+    with env.begin() as txn:
+        length = txn.get(LENGTH_KEY)
+        if length is None:
+            raise DataError(f"{path} has no `length` key, so it is not a complete LMDB; {how_to_create(path)}")
+        sizes = sorted({int(key.split(b"-")[0]) for key in txn.cursor().iternext(values=False)
+                        if key.split(b"-")[0].isdigit()})
+        bad = []
+        for size in sizes:
+            for index in range(int(length)):
+                data = txn.get(image_key(size, index))
+                try:
+                    if data is None:
+                        raise KeyError("missing")
+                    decode_record(data, size)
+                except (*UNREADABLE, KeyError) as error:
+                    bad.append((image_key(size, index).decode(), f"{type(error).__name__}: {error}"))
+    env.close()
+    return len(sizes) * int(length), bad
+
+
 def how_to_create(path):
     return f"create one with `python prepare_data.py --out {path} FOLDER`"
 

@@ -37,6 +37,10 @@ class FixedSchedule:
     def phase(self, images):
         return Phase(self.size, self.level, 1.0, self.batch, self.lr, 0, False)
 
+    def phases(self):
+        """The first phase of each resolution the run trains at."""
+        return [self.phase(0)]
+
 
 class ProgressiveSchedule:
     """Progressive growing (Karras et al. 2018): each resolution fades in over `phase_images`
@@ -67,6 +71,9 @@ class ProgressiveSchedule:
         if size not in self.batch_by_size:
             raise ConfigError(f"progressive.batch has no batch size for {size} px; add one or pass --batch")
         return self.batch_by_size[size]
+
+    def phases(self):
+        return [self.phase(index * 2 * self.phase_images) for index in range(self.last - self.first + 1)]
 
     def phase(self, images):
         index = min(images // (2 * self.phase_images), self.last - self.first)

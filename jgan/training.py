@@ -15,8 +15,8 @@ from tqdm import tqdm
 from jgan import checkpoint as ckpt
 from jgan import registry
 from jgan.config import save_config
-from jgan.data import training_stream
-from jgan.errors import CheckpointError, ConfigError, JganError
+from jgan.data import BadRecords, training_stream
+from jgan.errors import CheckpointError, ConfigError, DataError, JganError
 from jgan.models.base import StepContext, evaluation_mode
 from jgan.mpi import any_rank, is_main_process, mean_over_ranks, rank, world_size
 from jgan.schedule import build_schedule
@@ -46,6 +46,7 @@ class Trainer:
         jt.set_global_seed(self.train_cfg["seed"], different_seed_for_mpi=False)
         self.model = self.arch.model_class()(config)
         self.data = self.data_sources(data)
+        self.bad_records = {name: BadRecords(path) for name, path in (self.data or {}).items()}
         if self.train_cfg["metrics"]:
             from jgan.metrics import check_metrics
             check_metrics(self.train_cfg["metrics"], self.train_cfg["metrics_n"])
@@ -115,8 +116,9 @@ class Trainer:
         states = document.get("model_states", [{}])
         self.model.load_state(states[rank() % len(states)])
 
-    def save(self):
-        """Write a checkpoint (MPI rank 0 only); a failed write (disk full) keeps the previous one."""
+    def save(self, milestone=False):
+        """Write a checkpoint (MPI rank 0 only) and prune the run to train.keep checkpoints plus the
+        milestones (one per phase); a failed write (disk full) keeps the previous one."""
         checksums, model_states = self.rank_checksums(), self.rank_model_states()
         if not is_main_process():
             return ckpt.checkpoint_path(self.run_dir, self.step)
@@ -125,7 +127,8 @@ class Trainer:
                                   f"(parameter sums {checksums}); the last checkpoint is kept")
         try:
             path = ckpt.save_checkpoint(self.run_dir, self.step, {**self.payload(), "rank_checksums": checksums,
-                                                                  "model_states": model_states})
+                                                                  "model_states": model_states},
+                                        keep=self.train_cfg["keep"], milestone=milestone)
         except OSError as error:
             raise CheckpointError(f"could not write the step-{self.step} checkpoint to {self.run_dir} "
                                   f"({error.strerror or error}); the previous checkpoint is kept: "
@@ -206,7 +209,7 @@ class Trainer:
             self.streams = {name: training_stream(path, phase.size, phase.batch, self.train_cfg["seed"] + index,
                                                   start=self.images, flip=self.train_cfg["flip"],
                                                   num_workers=self.train_cfg["num_workers"],
-                                                  rank=rank(), world=self.world)
+                                                  rank=rank(), world=self.world, bad=self.bad_records[name])
                             for index, (name, path) in enumerate(self.data.items())}
         return self.streams
 
@@ -254,7 +257,9 @@ class Trainer:
         """Check the data, then create the run folders and write config.yaml (rank 0)."""
         if self.data is None:
             raise ConfigError("this Trainer was built without data; pass the LMDB to train on")
-        self.batches(self.schedule.phase(self.images))  # checks the data before anything is written
+        for phase in self.schedule.phases():   # every size and batch of the run fits the data
+            self.batches(phase)
+        self.batches(self.schedule.phase(self.images))
         if is_main_process():
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.sample_dir.mkdir(parents=True, exist_ok=True)
@@ -276,10 +281,11 @@ class Trainer:
                     break
                 phase = self.schedule.phase(self.images)
                 if last_index is not None and phase.index != last_index:
-                    self.save()
+                    self.save(milestone=True)
                 last_index = phase.index
                 self.set_learning_rate(phase)
                 terms = self.iteration(self.batches(phase), phase)
+                self.check_records()
                 bar.update(1 if seconds is None else min(time.time() - started, seconds) - bar.n)
                 if self.step % every["log_every"] == 0 or self.step == iters:
                     bar.set_postfix_str(self.status(phase, self.log(phase, terms, started)))
@@ -301,6 +307,15 @@ class Trainer:
         finally:
             self.stats.close()
         return ckpt.checkpoint_path(self.run_dir, self.step)
+
+    def check_records(self):
+        """Stop, with a checkpoint, once too many records of a data set could not be decoded."""
+        bad = [records for records in self.bad_records.values() if records.too_many()]
+        if any_rank(bad):
+            path = self.save()
+            what = bad[0].sentence() if bad else "too many records cannot be decoded on another MPI rank"
+            raise DataError(f"{what}; stopped at step {self.step} with checkpoint {path}: recreate the "
+                            f"LMDB (`python prepare_data.py --verify LMDB` lists the bad records)")
 
     def progress_bar(self, iters, seconds):
         """Steps out of `iters`, or with a time limit the minutes spent and left (an ETA of the
