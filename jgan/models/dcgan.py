@@ -19,8 +19,11 @@ class DCGANModel(LatentGAN):
 
 
 def check_critic_norm(config):
-    """A per-sample gradient penalty is meaningless through batch norm, which mixes the samples."""
+    """A per-sample gradient penalty is meaningless through batch norm, which mixes the samples
+    (SELU nets have no norm)."""
     loss, norm = config["loss"]["name"], config["model"].get("critic_norm", "batch")
+    if config["model"].get("activation") == "selu":
+        return
     if norm == "batch" and LOSSES.get(loss) and LOSSES[loss].penalises_input_gradient:
         raise ConfigError(f"critic_norm batch cannot be used with the {loss} loss, whose penalty "
                           f"treats every sample apart; use model.critic_norm=instance or none")

@@ -4,6 +4,8 @@ Radford et al. 2016 (DCGAN), generalised from the PyTorch example's 64-px nets t
 size >= 16: the generator projects z to 4x4 and doubles the resolution log2(size) - 2 times; the
 discriminator mirrors it. Gulrajani et al. 2017 (WGAN-GP) drop BatchNorm from the critic.
 WGANP replaces the fractionally-strided convolutions by resize-convolutions (Odena et al. 2016).
+`activation="selu"` replaces every normalisation and (leaky) ReLU of both nets by SELU
+(Klambauer et al. 2017) with LeCun-normal weights, as "Deep learning with cats" trains DCGAN.
 """
 import math
 
@@ -16,7 +18,9 @@ from jgan.batching import score_batches
 from jgan.norms import BatchNorm2d, InstanceNorm2d
 
 CRITIC_NORMS = ("batch", "instance", "none")
+ACTIVATIONS = ("relu", "selu")
 INIT_STD = 0.02
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 
 def fractionally_strided_conv(in_channels, out_channels):
@@ -32,6 +36,16 @@ class LeakyReLU(nn.Module):
 
     def execute(self, x):
         return leaky_relu(x, self.slope)
+
+
+class SELU(nn.Module):
+    """y = scale x if x > 0 else scale alpha (e^x - 1), alpha ~ 1.6733, scale ~ 1.0507: the
+    self-normalising activation (Klambauer et al. 2017)."""
+
+    def execute(self, x):
+        positive = x > 0
+        negative = SELU_ALPHA * (jt.exp(jt.ternary(positive, jt.zeros_like(x), x)) - 1)   # no e^x of x > 0
+        return SELU_SCALE * jt.ternary(positive, x, negative)
 
 
 def run_layers(layers, x, parts=1):
@@ -75,6 +89,11 @@ def normalization(kind, channels):
     return [{"batch": BatchNorm2d, "instance": InstanceNorm2d}[kind](channels, affine=True)]
 
 
+def activation_layers(activation, norm_layers, slope):
+    """What follows a hidden conv: its normalisation and a (leaky) ReLU, or SELU alone."""
+    return [SELU()] if activation == "selu" else [*norm_layers, LeakyReLU(slope)]
+
+
 def doublings(size):
     """Number of x2 resolution steps between 4x4 and size x size: log2(size) - 2."""
     if not isinstance(size, int) or size < 16 or size & (size - 1):
@@ -96,44 +115,68 @@ def dcgan_init(module):
     return module
 
 
-class Generator(nn.Module):
-    """G(z): z -> ConvT(4x4) -> [x2 upsample, BN, ReLU] * (log2(size) - 3) -> x2 upsample -> Tanh."""
+def lecun_normal_init(module, projection=None):
+    """Conv weights ~ N(0, 1 / fan_in) (LeCun normal, SELU's initialisation), fan_in being the
+    inputs each output sums: in k^2 for a conv, in (k / stride)^2 for a transposed conv, and in
+    for `projection`, the transposed conv that maps the 1x1 latent to 4x4."""
+    for layer in module.modules():
+        if isinstance(layer, nn.ConvTranspose2d):
+            in_channels, _, kernel, _ = layer.weight.shape
+            taps = 1 if layer is projection else (kernel // layer.stride[0]) ** 2
+        elif isinstance(layer, nn.Conv2d):
+            _, in_channels, kernel, _ = layer.weight.shape
+            taps = kernel ** 2
+        else:
+            continue
+        jt.init.gauss_(layer.weight, 0.0, 1 / math.sqrt(in_channels * taps))
+    return module
 
-    def __init__(self, size=64, nz=100, ngf=64, channels=3, upsample="transposed"):
+
+class Generator(nn.Module):
+    """G(z): z -> ConvT(4x4) -> [x2 upsample, BN, ReLU] * (log2(size) - 3) -> x2 upsample -> Tanh
+    (with SELU: [x2 upsample, SELU])."""
+
+    def __init__(self, size=64, nz=100, ngf=64, channels=3, upsample="transposed", activation="relu"):
         super().__init__()
         n = doublings(size)
         widths = [ngf * 2 ** i for i in reversed(range(n))]
         block = UPSAMPLERS[upsample]
-        layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
-                  BatchNorm2d(widths[0]), LeakyReLU()]
+        projection = nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False)
+        layers = [projection, *activation_layers(activation, [BatchNorm2d(widths[0])], 0.0)]
         for in_channels, out_channels in zip(widths, widths[1:]):
-            layers += [block(in_channels, out_channels), BatchNorm2d(out_channels), LeakyReLU()]
+            layers += [block(in_channels, out_channels),
+                       *activation_layers(activation, [BatchNorm2d(out_channels)], 0.0)]
         layers += [block(widths[-1], channels), nn.Tanh()]
         self.nz = nz
         self.main = nn.Sequential(*layers)
         dcgan_init(self)
+        if activation == "selu":
+            lecun_normal_init(self, projection)
 
     def execute(self, z):
         return run_layers(self.main, z.reshape(z.shape[0], self.nz, 1, 1))
 
 
 class Discriminator(nn.Module):
-    """D(x): Conv(s2), LReLU(0.2) -> [Conv(s2), norm, LReLU(0.2)] * (log2(size) - 3) -> Conv(4x4) logit (B,).
+    """D(x): Conv(s2), LReLU(0.2) -> [Conv(s2), norm, LReLU(0.2)] * (log2(size) - 3) -> Conv(4x4) logit (B,)
+    (with SELU: Conv(s2), SELU -> [Conv(s2), SELU] * (log2(size) - 3), no norm, no hidden bias).
 
     D(x1, x2, ...) returns the scores of each batch, in one pass when that is faster."""
 
-    def __init__(self, size=64, ndf=64, channels=3, norm="batch"):
+    def __init__(self, size=64, ndf=64, channels=3, norm="batch", activation="relu"):
         super().__init__()
         n = doublings(size)
         widths = [ndf * 2 ** i for i in range(n)]
-        hidden_bias = norm == "none"
-        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), LeakyReLU(0.2)]
+        hidden_bias = norm == "none" and activation == "relu"
+        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), *activation_layers(activation, [], 0.2)]
         for in_channels, out_channels in zip(widths, widths[1:]):
             layers += [nn.Conv2d(in_channels, out_channels, 4, 2, 1, bias=hidden_bias),
-                       *normalization(norm, out_channels), LeakyReLU(0.2)]
+                       *activation_layers(activation, normalization(norm, out_channels), 0.2)]
         layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
         self.main = nn.Sequential(*layers)
         dcgan_init(self)
+        if activation == "selu":
+            lecun_normal_init(self)
 
     def execute(self, *images):
         return score_batches(self.score, images)
@@ -143,14 +186,17 @@ class Discriminator(nn.Module):
 
 
 def build_networks(size=64, nz=100, ngf=64, ndf=64, upsample="transposed", critic_norm="batch",
-                   channels=3):
+                   channels=3, activation="relu"):
     """(generator, discriminator) of one `model` section: the generator upsamples with
     fractionally-strided convs (`transposed`, DCGAN) or nearest + 3x3 conv (`resize`, WGANP); the
     critic normalises its hidden layers with `batch` norm (DCGAN) or `instance` norm or `none`
-    (Gulrajani et al. 2017 drop BatchNorm from a gradient-penalised critic)."""
+    (Gulrajani et al. 2017 drop BatchNorm from a gradient-penalised critic). `activation` `selu`
+    replaces the normalisations (critic_norm included) and (leaky) ReLUs of both nets by SELU."""
     if upsample not in UPSAMPLERS:
         raise ConfigError(f"unknown upsample {upsample!r}; choose one of {', '.join(UPSAMPLERS)}")
     if critic_norm not in CRITIC_NORMS:
         raise ConfigError(f"unknown critic_norm {critic_norm!r}; choose one of {', '.join(CRITIC_NORMS)}")
-    return (Generator(size, nz, ngf, channels, upsample),
-            Discriminator(size, ndf, channels, critic_norm))
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return (Generator(size, nz, ngf, channels, upsample, activation),
+            Discriminator(size, ndf, channels, critic_norm, activation))

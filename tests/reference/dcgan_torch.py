@@ -1,4 +1,5 @@
-"""PyTorch reference of the DCGAN-family nets, written from the PyTorch DCGAN example (64 px).
+"""PyTorch reference of the DCGAN-family nets, written from the PyTorch DCGAN example (64 px),
+and of their SELU variant ("Deep learning with cats": nn.SELU instead of every norm + (leaky) ReLU).
 
 Module indices inside `main` follow the same layer order as jgan.networks.dcgan so parameter names
 coincide; the widths are derived here from the image side instead of the 4x4 side.
@@ -27,15 +28,20 @@ def _upsample(kind, cin, cout):
                          nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=False))
 
 
+def _activation(selu, *norm_and_relu):
+    return [nn.SELU()] if selu else list(norm_and_relu)
+
+
 class TorchGenerator(nn.Module):
-    def __init__(self, size, nz, ngf, channels=3, upsample="transposed"):
+    def __init__(self, size, nz, ngf, channels=3, upsample="transposed", activation="relu"):
         super().__init__()
+        selu = activation == "selu"
         widths = _widths(size, ngf)[::-1]          # e.g. 64 px: 512, 256, 128, 64
-        layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False), nn.BatchNorm2d(widths[0]),
-                  nn.ReLU(True)]
+        layers = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False),
+                  *_activation(selu, nn.BatchNorm2d(widths[0]), nn.ReLU(True))]
         for i in range(1, len(widths)):
-            layers += [_upsample(upsample, widths[i - 1], widths[i]), nn.BatchNorm2d(widths[i]),
-                       nn.ReLU(True)]
+            layers += [_upsample(upsample, widths[i - 1], widths[i]),
+                       *_activation(selu, nn.BatchNorm2d(widths[i]), nn.ReLU(True))]
         layers += [_upsample(upsample, widths[-1], channels), nn.Tanh()]
         self.nz = nz
         self.main = nn.Sequential(*layers)
@@ -45,17 +51,19 @@ class TorchGenerator(nn.Module):
 
 
 class TorchDiscriminator(nn.Module):
-    def __init__(self, size, ndf, channels=3, norm="batch"):
+    def __init__(self, size, ndf, channels=3, norm="batch", activation="relu"):
         super().__init__()
+        selu = activation == "selu"
         widths = _widths(size, ndf)                # e.g. 64 px: 64, 128, 256, 512
-        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        layers = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False),
+                  *_activation(selu, nn.LeakyReLU(0.2, inplace=True))]
         for i in range(1, len(widths)):
-            layers.append(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=(norm == "none")))
-            if norm == "batch":
+            layers.append(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=(norm == "none" and not selu)))
+            if norm == "batch" and not selu:
                 layers.append(nn.BatchNorm2d(widths[i]))
-            elif norm == "instance":
+            elif norm == "instance" and not selu:
                 layers.append(nn.InstanceNorm2d(widths[i], affine=True))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            layers += _activation(selu, nn.LeakyReLU(0.2, inplace=True))
         layers.append(nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
 
@@ -124,3 +132,28 @@ def unbiased_running_var_as_biased(jt_net, th_net, sizes):
         pairs[name] = (jt_state[f"{name}.running_var"].numpy() - kept,
                        (th_state[f"{name}.running_var"].detach().numpy() - kept) * (n - 1) / n)
     return pairs
+
+
+def lecun_normal_init(net):
+    """SELU's initialisation: every conv weight ~ N(0, 1 / n), n the number of input values that
+    one output element sums (a 1x1 input meets one tap of the first transposed conv; a stride-2
+    4x4 transposed conv reaches each output with 2x2 taps per input channel)."""
+    convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    for index, conv in enumerate(convs):
+        weight = conv.weight
+        if isinstance(conv, nn.ConvTranspose2d):
+            taps_per_channel = 1 if index == 0 and conv.stride == (1, 1) else (weight.shape[2] // conv.stride[0]) ** 2
+            n = weight.shape[0] * taps_per_channel
+        else:
+            n = weight[0].numel()
+        nn.init.normal_(weight, 0.0, n ** -0.5)
+
+
+def torch_selu_networks(size, nz, ngf, ndf, upsample="transposed", seed=0):
+    """The SELU variant of a DCGAN-family arch's nets, LeCun-normal initialised."""
+    torch.manual_seed(seed)
+    generator = TorchGenerator(size, nz, ngf, upsample=upsample, activation="selu")
+    discriminator = TorchDiscriminator(size, ndf, activation="selu")
+    for net in (generator, discriminator):
+        lecun_normal_init(net)
+    return generator, discriminator
