@@ -130,3 +130,31 @@ def test_a_version_1_checkpoint_resumes_and_generates_with_the_network_it_was_tr
     resumed = Trainer(document["config"], tiny_lmdb, tmp_path / "run", tmp_path / "sample", progress=False)
     resumed.restore(document)
     assert resumed.train(3).name == "0000003.jgan"
+
+
+# ----- bounded disk use: train.keep --------------------------------------------------------------
+def test_keep_spares_the_newest_and_the_milestones_and_latest_never_names_a_pruned_file(tmp_path):
+    for step in range(1, 8):
+        ckpt.save_checkpoint(tmp_path, step, {"arch": "dcgan", "value": step}, keep=2, milestone=step == 3)
+        assert ckpt.load_checkpoint(tmp_path)["value"] == step
+    assert [p.name for p in ckpt.numbered_checkpoints(tmp_path)] == ["0000003.jgan", "0000006.jgan", "0000007.jgan"]
+
+
+def test_keep_0_keeps_every_checkpoint(tmp_path):
+    for step in range(1, 5):
+        ckpt.save_checkpoint(tmp_path, step, {"arch": "dcgan"}, keep=0)
+    assert len(ckpt.numbered_checkpoints(tmp_path)) == 4
+
+
+def test_nothing_is_pruned_before_the_new_checkpoint_is_on_disk(tmp_path, monkeypatch):
+    for step in (1, 2):
+        ckpt.save_checkpoint(tmp_path, step, {"arch": "dcgan", "value": step}, keep=2)
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ckpt.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(tmp_path, 3, {"arch": "dcgan", "value": 3}, keep=2)
+    assert [p.name for p in ckpt.numbered_checkpoints(tmp_path)] == ["0000001.jgan", "0000002.jgan"]
+    assert ckpt.load_checkpoint(tmp_path)["value"] == 2

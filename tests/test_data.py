@@ -183,3 +183,40 @@ def test_a_forked_child_opens_its_own_lmdb_environment(tiny_lmdb):
     assert in_forked_child(read_in_child) == (True, (8, 8, 3))
     assert LMDBImages(tiny_lmdb).env is inherited and images.image(8, 0).shape == (8, 8, 3), \
         "the parent keeps its own"
+
+
+# ----- undecodable records -----------------------------------------------------------------------
+def garbled_copy(tiny_lmdb, folder, keys):
+    """A copy of the tiny LMDB whose records `keys` hold bytes that are not an image."""
+    import shutil
+    shutil.copytree(tiny_lmdb, folder)
+    with lmdb.open(str(folder)) as env, env.begin(write=True) as txn:
+        for key in keys:
+            txn.put(key.encode(), b"\x89PNG garbage, not an image")
+    return folder
+
+
+def test_an_undecodable_record_is_replaced_by_the_next_image_and_logged_once(tiny_lmdb, tmp_path, capsys):
+    dataset = ImageDataset(garbled_copy(tiny_lmdb, tmp_path / "bad", ["16-00005"]), 16)
+    batch = dataset.batch([4, 5, 5, 7])
+    assert batch.shape == (4, 3, 16, 16)
+    np.testing.assert_array_equal(batch[1], dataset[6])
+    np.testing.assert_array_equal(batch[2], dataset[6])
+    assert capsys.readouterr().err.count("record 16-00005 of") == 1
+    assert dataset.bad.keys == ["16-00005"] and not dataset.bad.too_many()
+
+
+def test_more_than_one_percent_of_bad_records_is_too_many(tiny_lmdb, tmp_path):
+    dataset = ImageDataset(garbled_copy(tiny_lmdb, tmp_path / "bad", ["8-00001", "8-00002"]), 8)
+    dataset.batch(range(TINY_COUNT))
+    assert dataset.bad.too_many()
+    assert "2 records of the 24 images" in dataset.bad.sentence() and "8-00001, 8-00002" in dataset.bad.sentence()
+
+
+def test_an_image_of_the_wrong_size_is_a_bad_record(tiny_lmdb, tmp_path):
+    folder = garbled_copy(tiny_lmdb, tmp_path / "bad", [])
+    with lmdb.open(str(folder)) as env, env.begin(write=True) as txn:
+        txn.put(b"8-00003", txn.get(b"16-00003"))
+    dataset = ImageDataset(folder, 8)
+    dataset[3]
+    assert dataset.bad.keys == ["8-00003"]

@@ -372,3 +372,37 @@ def live_processes(group):
         if int(pgrp) == group and state != "Z":
             pids.append(int(status_file.parent.name))
     return pids
+
+
+VERIFY_WITHOUT_JITTOR = """
+import sys
+import prepare_data
+try:
+    prepare_data.main(prepare_data.build_parser().parse_args(["--verify", "bad"]))
+except Exception as error:
+    print(type(error).__name__, error)
+print("jittor imported:", "jittor" in sys.modules)
+"""
+
+
+def test_verify_lists_every_bad_record_and_never_imports_jittor(tiny_lmdb, tmp_path):
+    import shutil
+
+    import lmdb
+    shutil.copytree(tiny_lmdb, tmp_path / "bad")
+    with lmdb.open(str(tmp_path / "bad")) as env, env.begin(write=True) as txn:
+        txn.put(b"16-00004", b"not an image")
+        txn.delete(b"32-00007")
+    result = prepare_data("--verify", "bad", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["16-00004", "32-00007"]
+    assert "2 of the 72 records of bad are bad (listed above)" in result.stderr
+    result = subprocess.run([sys.executable, "-c", VERIFY_WITHOUT_JITTOR], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.splitlines()[-1] == "jittor imported: False", result.stdout + result.stderr
+
+
+def test_verify_of_a_sound_lmdb_says_so(tiny_lmdb, tmp_path):
+    result = prepare_data("--verify", tiny_lmdb, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{tiny_lmdb}: all 72 records decode"
