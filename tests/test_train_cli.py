@@ -136,3 +136,28 @@ def test_metrics_during_training_are_logged_and_plotted(tiny_lmdb, tmp_path):
     bad = run_script("train.py", tiny_lmdb, "--arch", "dcgan", "--iters", 1, "--name", "m2", "--metrics", "ssim",
                      *SMALL, cwd=tmp_path)
     assert bad.returncode == 2 and "unknown metric ssim" in bad.stderr
+
+
+@pytest.mark.parametrize("sample, log, checkpoint", [(1, 3, 2), (3, 1, 1)])
+def test_any_cadence_of_samples_logs_and_checkpoints_works(sample, log, checkpoint, tiny_lmdb, tmp_path):
+    """Sample grids before the first log line once crashed (plotting a log that did not exist)."""
+    ok(run_script("train.py", tiny_lmdb, "--arch", "lsgan", "--iters", 4, "--name", "c", "--sample-every", sample,
+                  "--log-every", log, "--ckpt-every", checkpoint, "--keep", 0, *SMALL, cwd=tmp_path))
+    run_dir = tmp_path / "checkpoint" / "c"
+    every = {step for step in range(1, 5)}
+    assert log_steps(run_dir) == sorted({s for s in every if s % log == 0} | {4})
+    assert sorted(int(p.stem) for p in (tmp_path / "sample" / "c").iterdir()) == sorted({s for s in every if s % sample == 0} | {4})
+    assert [int(p.stem) for p in ckpt.numbered_checkpoints(run_dir)] == sorted({s for s in every if s % checkpoint == 0} | {4})
+
+
+def test_keep_prunes_to_the_newest_checkpoints_and_one_per_phase_and_resume_goes_on(tiny_lmdb, tmp_path):
+    ok(run_script("train.py", tiny_lmdb, "--arch", "stylegan", "--max-size", 16, "--phase", 8, "--batch", 4,
+                  "--iters", 8, "--name", "k", "--ckpt-every", 1, "--keep", 2, *TINY_STYLEGAN, cwd=tmp_path))
+    run_dir = tmp_path / "checkpoint" / "k"
+    # 8 px for two phases of 8 images (4 steps): the step-4 checkpoint closes that phase and is kept
+    assert [p.name for p in ckpt.numbered_checkpoints(run_dir)] == ["0000004.jgan", "0000007.jgan", "0000008.jgan"]
+    assert (run_dir / "latest").read_text().strip() == "0000008.jgan"
+    resumed = ok(run_script("train.py", tiny_lmdb, "--arch", "stylegan", "--iters", 9, "--name", "k", "--resume",
+                            "--no-progress", cwd=tmp_path))
+    assert "at step 8" in resumed.stderr
+    assert [p.name for p in ckpt.numbered_checkpoints(run_dir)] == ["0000004.jgan", "0000008.jgan", "0000009.jgan"]
