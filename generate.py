@@ -4,8 +4,10 @@
     python generate.py -g checkpoint/wganp -s --walk --progress
     python generate.py -g checkpoint/pggan --interpolate
     python generate.py --mixing --noise             # newest StyleGAN run
+    python generate.py -g checkpoint/cyclegan --translate photos/ --direction b2a
 """
 import sys
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -14,6 +16,7 @@ from jgan.cli import ArgumentParser, run, value_flag, writable_folder
 from jgan.schema import MAX_SEED
 
 AT_LEAST_ONE = Annotated[int, Field(ge=1)]
+LATENT_FIGURES = ("walk", "progress", "interpolate", "mixing", "noise", "truncation")
 
 
 def build_parser():
@@ -32,6 +35,12 @@ def build_parser():
     parser.add_argument("--progress", action="store_true",
                         help="training-progress GIF: the run's fixed noise through every saved checkpoint")
     parser.add_argument("--interpolate", action="store_true", help="4-corner bilinear latent interpolation grid")
+    translate = parser.add_argument_group("image-to-image archs (CycleGAN)")
+    translate.add_argument("--translate", metavar="FOLDER",
+                           help="translate every image of FOLDER: each translation, and a grid of the first --n "
+                                "images as input, translation and reconstruction, --nrow of them per row")
+    translate.add_argument("--direction", default="a2b", choices=("a2b", "b2a"),
+                           help="a2b: from the domain of the first training LMDB to the second's")
     style = parser.add_argument_group("StyleGAN figures (other archs have no styles or noise: refused)")
     style.add_argument("--mixing", action="store_true", help="style-mixing figure")
     style.add_argument("--mixing-range", default="coarse",
@@ -43,9 +52,34 @@ def build_parser():
     return parser
 
 
-def main(args):
-    from pathlib import Path
+def translate(args, source, out):
+    """--translate: every image of the folder through the checkpoint's generators of one direction."""
+    from jgan import translation, visual
+    from jgan.errors import ConfigError
 
+    translator = translation.load_translator(source, args.direction)
+    arch = translator.arch
+    given = [name for name in LATENT_FIGURES if getattr(args, name) not in (None, False)]
+    if given:
+        raise ConfigError(f"--{given[0]} is a figure of latents, which do not apply to {arch}: its generators "
+                          f"translate images; drop it and pass --translate FOLDER")
+    if args.translate is None:
+        raise ConfigError(f"{translator.checkpoint} is a {arch} checkpoint, which translates images instead of "
+                          f"drawing them from latents; pass --translate FOLDER")
+    print(f"generate: {arch} {args.direction} from {translator.checkpoint} ({translator.size} px)", file=sys.stderr)
+    triples, skipped = translation.translate_folder(translator, args.translate)
+    prefix = f"{Path(translator.checkpoint).parent.name}-{translator.run_step:07d}-{args.direction}"
+    for name, (_, translated, _) in triples.items():
+        visual.save_image(translated, out / prefix / Path(name).with_suffix(".png"))
+    figure = visual.save_image(translation.triples_grid(triples, args.n, args.nrow), out / f"{prefix}.png")
+    if skipped:
+        print(f"generate: skipped {len(skipped)} unreadable files, e.g. {skipped[0][0]} ({skipped[0][1]})",
+              file=sys.stderr)
+    print(f"{out / prefix}/ ({len(triples)} translations)")
+    print(figure)
+
+
+def main(args):
     from jgan import registry, runtime
 
     runtime.init(args.device)
@@ -57,6 +91,8 @@ def main(args):
     style_figure = args.mixing or args.noise
     source = args.checkpoint or checkpoint.newest_run(args.checkpoint_dir,
                                                       registry.names(styled=True) if style_figure else None)
+    if args.translate is not None or registry.get(checkpoint.load_checkpoint(source)["arch"]).translates:
+        return translate(args, source, out)
     generator = generation.load_trained(source, ema=not args.no_ema)
     truncation = generator.truncation_inputs(args.truncation, args.truncation_cutoff)
     prefix = f"{Path(generator.checkpoint).parent.name}-{generator.run_step:07d}"

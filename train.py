@@ -3,6 +3,7 @@
     python train.py lmdb --arch wgan-gp --size 64
     python train.py lmdb --arch stylegan --max-size 64
     python train.py lmdb --arch stylegan --name my-run --resume
+    python train.py lmdb_a lmdb_b --arch cyclegan   # an unpaired image-to-image task: one LMDB per domain
 """
 import sys
 from typing import Annotated
@@ -32,7 +33,8 @@ MEANINGS = {"--lr": "learning rate of both networks",
 
 def build_parser():
     parser = ArgumentParser(description="Train a GAN (one loop for every architecture).")
-    parser.add_argument("lmdb", help="LMDB made by prepare_data.py")
+    parser.add_argument("lmdb", nargs="+", help="LMDB made by prepare_data.py; cyclegan takes two, "
+                                                "LMDB_A LMDB_B, one per domain")
     parser.add_argument("--arch", help=f"architecture: {', '.join(registry.names())} (default: the --config "
                                        f"file's arch, else {DEFAULT_ARCH})")
     parser.add_argument("--config", help="YAML file overlaid on the arch's preset in configs/")
@@ -92,6 +94,25 @@ def check_same_network(run_dir, trained, config):
                               f"its network: drop the flag that changes it, or start a new run with --name")
     if max_size is not None and config["progressive"]["max_size"] < max_size:
         raise ConfigError(f"run {run_dir} grows to {max_size} px; a resumed run cannot shrink it")
+
+
+def training_data(args):
+    """The LMDB of an arch that trains on one data set, or {stream: LMDB} of one that trains on
+    several (CycleGAN: domains a and b, in the order given)."""
+    import os
+
+    from jgan.errors import ConfigError
+    streams = registry.get(args.arch).model_class().streams
+    if len(args.lmdb) != len(streams):
+        usage = " ".join(f"LMDB_{name.upper()}" for name in streams) if len(streams) > 1 else "LMDB"
+        raise ConfigError(f"{args.arch} trains on {len(streams)} LMDB{'s' * (len(streams) > 1)}, got "
+                          f"{len(args.lmdb)}; pass `train.py {usage} --arch {args.arch}`")
+    if len(streams) == 1:
+        return args.lmdb[0]
+    if len({os.path.realpath(path) for path in args.lmdb}) < len(args.lmdb):
+        raise ConfigError(f"{args.arch} got the same LMDB twice ({' '.join(args.lmdb)}); pass one LMDB per "
+                          f"domain")
+    return dict(zip(streams, args.lmdb))
 
 
 def config_file_arch(path):
@@ -154,6 +175,7 @@ def main(args):
     from jgan.training import Trainer
 
     check_flags_apply(args)
+    data = training_data(args)
     name = args.name or args.arch
     run_dir = writable_folder(Path(args.checkpoint_dir) / name, "--checkpoint-dir")
     writable_folder(Path(args.sample_dir) / name, "--sample-dir")
@@ -165,7 +187,7 @@ def main(args):
         say(runtime.startup_line(), file=sys.stderr)
         say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}, "
             f"jgan {jgan.__version__}", file=sys.stderr)
-        trainer = Trainer(config, args.lmdb, run_dir, Path(args.sample_dir) / name,
+        trainer = Trainer(config, data, run_dir, Path(args.sample_dir) / name,
                           progress=not args.no_progress, nan_policy=args.nan_policy)
         if document is not None:
             trainer.restore(document)

@@ -180,6 +180,43 @@ class TorchIteration:
             torch.cuda.synchronize()
 
 
+class TorchTranslationIteration:
+    """One training step of the PyTorch CycleGAN reference (tests/reference/cyclegan_torch.py),
+    laid out as jgan.models.cyclegan's: both generators, then both discriminators on pooled fakes;
+    domains a and b take the synthetic batches in turn, as jgan's streams do in jgan.benchmark."""
+
+    def __init__(self, config, images, device):
+        import numpy as np
+        import torch
+        sys.path.insert(0, str(ROOT / "tests"))
+        from reference import cyclegan_torch
+        self.torch, self.reference, self.device = torch, cyclegan_torch, torch.device(device)
+        model, optim, loss = config["model"], config["optim"], config["loss"]
+        blocks = model["blocks"] or (9 if model["size"] >= 256 else 6)
+        torch.manual_seed(0)
+        self.nets = {name: cyclegan_torch.init_weights(net).to(self.device).train() for name, net in (
+            ("g_ab", cyclegan_torch.TorchResnetGenerator(model["ngf"], blocks)),
+            ("g_ba", cyclegan_torch.TorchResnetGenerator(model["ngf"], blocks)),
+            ("d_a", cyclegan_torch.TorchPatchDiscriminator(model["ndf"], model["d_layers"])),
+            ("d_b", cyclegan_torch.TorchPatchDiscriminator(model["ndf"], model["d_layers"])))}
+        parameters = {side: [p for name in names for p in self.nets[name].parameters()]
+                      for side, names in (("g", ("g_ab", "g_ba")), ("d", ("d_a", "d_b")))}
+        self.optimizer_g = torch.optim.Adam(parameters["g"], optim["lr_g"], betas=tuple(optim["betas"]))
+        self.optimizer_d = torch.optim.Adam(parameters["d"], optim["lr_d"], betas=tuple(optim["betas"]))
+        self.pools = {side: cyclegan_torch.TorchImagePool(config["train"]["pool"]) for side in ("a", "b")}
+        self.weights = (loss["cycle"], loss["identity"])
+        self.images = [torch.from_numpy(b).to(self.device) for b in images]
+        self.rng, self.count = np.random.RandomState(0), 0
+
+    def iteration(self, level, alpha):
+        real_a, real_b = (self.images[(self.count + k) % len(self.images)] for k in (0, 1))
+        self.count += 2
+        self.reference.training_step(self.nets, self.optimizer_g, self.optimizer_d, self.pools, real_a, real_b,
+                                     self.rng, *self.weights)
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+
 # ----- the workers ------------------------------------------------------------------------------
 def jgan_worker(setup, answer, commands):
     sys.path.insert(0, str(ROOT))
@@ -212,7 +249,8 @@ def torch_worker(setup, answer, commands):
     if setup["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("Jittor runs on CUDA but this PyTorch has no CUDA device; pass --device cpu")
     images = synthetic_images(setup["batch"], setup["image_size"])
-    bench = TorchIteration(setup["config"], images, setup["device"])
+    iteration = TorchTranslationIteration if registry.get(setup["config"]["arch"]).translates else TorchIteration
+    bench = iteration(setup["config"], images, setup["device"])
     answer({"setup_mb": memory_mb()[0], "threads": torch.get_num_threads(), "torch": torch.__version__})
     for command in commands:
         if command["cmd"] == "iter":
@@ -366,7 +404,8 @@ def build_parser():
     parser = argparse.ArgumentParser(description="Time one training iteration of jgan and of the "
                                      "PyTorch reference, alternating, in separate worker processes.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--archs", nargs="+", choices=registry.names(), default=list(registry.TABLE_ARCHS))
+    parser.add_argument("--archs", nargs="+", choices=registry.names(),
+                        default=list(registry.TABLE_ARCHS) + list(registry.names(translates=True)))
     parser.add_argument("--sizes", nargs="+", type=int,
                         help=f"image sizes of every arch (default: progressive archs such as stylegan "
                              f"{PROGRESSIVE_SIZES}, the DCGAN family {FIXED_SIZES})")

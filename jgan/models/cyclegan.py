@@ -78,6 +78,7 @@ class CycleGANModel(GANModel):
 
     streams = ("a", "b")
     sampling_modules = ("generator_ab",)
+    directions = {"a2b": ("generator_ab", "generator_ba"), "b2a": ("generator_ba", "generator_ab")}  # (there, back)
 
     def __init__(self, config):
         super().__init__(config)
