@@ -86,5 +86,5 @@ register(Arch("pggan", "jgan.models.pggan:PGGANModel", preset="pggan", cpu_prese
               progressive=True, latent_key="code_dim", config=schema.PGGANConfig,
               tiny={"model": {"code_dim": 16, "channels": [16, 16, 16, 8, 8]}}))
 register(Arch("cyclegan", "jgan.models.cyclegan:CycleGANModel", preset="cyclegan", translates=True,
-              tiny={"model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1}}))
+              config=schema.CycleGANConfig, tiny={"model": {"ngf": 8, "ndf": 8, "blocks": 1}}))
 TABLE_ARCHS = ("dcgan", "wgan-gp", "wganp", "lsgan", "stylegan", "pggan")   # rows of the README's speed and quality tables

@@ -210,6 +210,45 @@ class StyleGANConfig(GrowingConfig):
     progressive: StyledProgressive
 
 
+
+class CycleGANModel(Section):
+    size: Annotated[int, Field(ge=32, le=1024), AfterValidator(_power_of_two)] = key(
+        "image size", allowed="a power of two from 32 to 1024")
+    ngf: int = key("width of the generators' first layer", 64, ge=1)
+    ndf: int = key("width of the discriminators' first layer", 64, ge=1)
+    blocks: int = key("residual blocks of each generator (0: 9 at 256 px and above, 6 below)", 0, ge=0)
+    d_layers: int = key("stride-2 and stride-1 layers of the PatchGAN (3: 70x70 patches)", 3, ge=1)
+
+
+class CycleGANLoss(Section):
+    name: Literal["lsgan"] = key("least-squares GAN terms (the only loss of cyclegan)")
+    cycle: float = key("lambda: weight of the cycle-consistency L1", 10.0, ge=0)
+    identity: float = key("weight of the identity L1, as a fraction of lambda (0 = off)", 0.5, ge=0)
+
+
+class DecayingAdam(Adam):
+    decay_start: float = key("fraction of train.iters after which the learning rate decays linearly to 0",
+                             0.5, ge=0, le=1)
+
+
+class CycleGANTrain(Train):
+    pool: int = key("translated images kept per direction for the discriminators (0 = none)", 50, ge=0)
+    n_sample: int = key("rows of the 6x6 sample grid (images per direction)", 6, ge=1, le=6)
+
+
+class CycleGANConfig(Config):
+    model: CycleGANModel
+    loss: CycleGANLoss
+    optim: DecayingAdam
+    train: CycleGANTrain
+
+    @model_validator(mode="after")
+    def no_training_metrics(self):
+        if self.train.metrics:
+            raise ValueError("training-time metrics draw images from latents, which cyclegan does not take; "
+                             "drop --metrics")
+        return self
+
 # ----- a configuration from a preset alone -------------------------------------------------------
 def _typed_by(values, name):
     """A section of `values`' keys with their types (what a family that declares none is held to)."""
