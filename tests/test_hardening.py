@@ -121,3 +121,76 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_lmdb, tmp_pat
     monkeypatch.undo()
     assert ckpt.load_checkpoint(tmp_path / "run")["step"] == 2
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
+
+
+# ----- one writer per run ------------------------------------------------------------------------
+HOLD_RUN = """
+import sys, time
+from jgan import runlock
+with runlock.hold(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def train(lmdb, cwd, *args):
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), str(lmdb), *TINY[:-4], "--iters", "2",
+                             "--name", "crash", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_held_run_is_refused_naming_its_holder_and_a_dead_holder_never_blocks(tiny_lmdb, tmp_path):
+    run_dir = tmp_path / "checkpoint" / "crash"
+    run_dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_RUN, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        _, stderr = train(tiny_lmdb, tmp_path).communicate(timeout=300)
+        lines = [line for line in stderr.splitlines() if not line.startswith(("jgan: ", "train: "))]
+        assert len(lines) == 1 and f"is being trained by PID {holder.pid} on " in lines[0] and " since 20" in lines[0], stderr
+        assert not ckpt.numbered_checkpoints(run_dir)
+    finally:
+        holder.kill()       # SIGKILL: the process cannot release anything itself
+        holder.wait()
+    assert (run_dir / ".lock").exists()   # its note stays behind; the lock itself went with it
+    process = train(tiny_lmdb, tmp_path)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    assert not (run_dir / ".lock").exists()
+
+
+def test_two_runs_started_together_never_both_write(tiny_lmdb, tmp_path):
+    first, second = train(tiny_lmdb, tmp_path), train(tiny_lmdb, tmp_path)
+    results = [(process.wait(timeout=300), process.stderr.read()) for process in (first, second)]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = [err for code, err in results if code == 2][0]
+    assert "is being trained by PID" in refused or "already has checkpoints" in refused, refused
+    assert [record["step"] for record in log_records(tmp_path / "checkpoint" / "crash")] == [1, 2]
+
+
+# ----- bad records -------------------------------------------------------------------------------
+def garbled(tiny_lmdb, folder, keys):
+    import shutil
+
+    import lmdb
+    shutil.copytree(tiny_lmdb, folder)
+    with lmdb.open(str(folder)) as env, env.begin(write=True) as txn:
+        for key in keys:
+            txn.put(key.encode(), os.urandom(300))
+    return folder
+
+
+def test_one_bad_record_is_skipped_and_training_goes_on(tiny_lmdb, tmp_path, capsys):
+    trainer = tiny_trainer(garbled(tiny_lmdb, tmp_path / "lmdb", ["32-00005"]), tmp_path)
+    trainer.train(12)         # two passes over the 24 images
+    assert trainer.step == 12 and trainer.bad_records["images"].keys == ["32-00005"]
+    assert capsys.readouterr().err.count("record 32-00005 of") == 1
+
+
+def test_too_many_bad_records_stop_training_with_a_checkpoint(tiny_lmdb, tmp_path):
+    from jgan.errors import DataError
+    trainer = tiny_trainer(garbled(tiny_lmdb, tmp_path / "lmdb", ["32-00003", "32-00011", "32-00017"]), tmp_path)
+    with pytest.raises(DataError, match=r"records of the 24 images of .* cannot be decoded \(e\.g\. 32-000.*; "
+                                        r"stopped at step \d+ with checkpoint .*prepare_data.py --verify"):
+        trainer.train(100)
+    assert trainer.step < 12 and ckpt.load_checkpoint(tmp_path / "run")["step"] == trainer.step
