@@ -115,10 +115,10 @@ def training_data(args):
     return dict(zip(streams, args.lmdb))
 
 
-def config_file_arch(path):
-    """The `arch` a --config file names, if any."""
+def chosen_arch(args):
+    """--arch, else the arch the --config file names, else DEFAULT_ARCH."""
     from jgan.config import read_yaml
-    return read_yaml(path).get("arch") if path else None
+    return args.arch or (read_yaml(args.config).get("arch") if args.config else None) or DEFAULT_ARCH
 
 
 def check_flags_apply(args):
@@ -166,7 +166,7 @@ def main(args):
     import jgan
     from jgan import runtime
 
-    args.arch = args.arch or config_file_arch(args.config) or DEFAULT_ARCH
+    args.arch = chosen_arch(args)
     device = runtime.init(args.device)
     import jittor as jt
 
