@@ -30,7 +30,7 @@ def build_parser():
     value_flag(parser, "--seed", Annotated[int, Field(ge=0, le=MAX_SEED)], "random seed of the latents", default=0)
     parser.add_argument("-s", "--separate", action="store_true", help="also write each image as its own PNG")
     parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when Jittor has it")
     parser.add_argument("--walk", action="store_true", help="latent-walk GIF (linear in z between random points)")
     parser.add_argument("--progress", action="store_true",
                         help="training-progress GIF: the run's fixed noise through every saved checkpoint")

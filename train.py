@@ -60,7 +60,7 @@ def build_parser():
         config_flag(grow, flag, schema.flag_field(keys[0]))
     style = parser.add_argument_group("StyleGAN (default: from the config)")
     config_flag(style, "--mixing", schema.flag_field("progressive.mixing"))
-    style.add_argument("--loss", choices=schema.LOSS_NAMES, help="the loss, e.g. wgan-gp (+ drift) or r1")
+    config_flag(style, "--loss", schema.flag_field("loss.name"))
     return parser
 
 

@@ -5,7 +5,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
@@ -54,31 +54,54 @@ def checked(annotation, allowed):
 def value_flag(group, flag, annotation, meaning, **kwargs):
     """A flag whose value is checked against `annotation` (e.g. Annotated[int, Field(ge=1)])."""
     allowed = schema.words(annotation)
-    return group.add_argument(flag, type=checked(annotation, allowed), help=f"{meaning}; {allowed}", **kwargs)
+    return group.add_argument(flag, type=checked(annotation, allowed), metavar=_metavar(get_args(annotation)[0]),
+                              help=f"{meaning}; {allowed}", **kwargs)
+
+
+def _metavar(kind):
+    return {int: "N", float: "X"}.get(kind, "TEXT")
 
 
 def config_flag(group, flag, field, meaning=None, **kwargs):
     """A flag that sets a configuration key: type, range and meaning are the schema's `field`'s."""
     allowed = schema.allowed_values(field)
-    _, choices = schema.value_type(field)
+    kind, choices = schema.value_type(field)
     annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     parse = str if choices else checked(annotation, allowed)
-    return group.add_argument(flag, type=parse, choices=choices,
-                              help=f"{meaning or field.description}; {allowed}", **kwargs)
+    metavar = None if choices else _metavar(kind)
+    action = group.add_argument(flag, type=parse, choices=choices, metavar=metavar,
+                                help=f"{meaning or field.description}; {allowed}", **kwargs)
+    action.from_config = True    # its default is the configuration's
+    return action
 
 
 def flag_table(parser):
-    """The flags of `parser` as a Markdown table (flag, default, meaning), as the README shows them."""
+    """The flags of `parser` as the README's Markdown table: flag, default, meaning (its --help)."""
     rows = ["| flag | default | meaning |", "|---|---|---|"]
     for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
-        names = ", ".join(f"`{name}`" for name in action.option_strings) or f"`{action.dest.upper()}`"
-        if action.option_strings and action.nargs != 0:
-            names = names[:-1] + f" {action.metavar or action.dest.upper()}`"
-        default = "off" if action.nargs == 0 else "from the config" if action.default is None else action.default
-        rows.append(f"| {names} | {default} | {action.help} |")
+        if not isinstance(action, argparse._HelpAction):
+            rows.append(f"| {_flag_names(action)} | {_default(action)} | {action.help} |")
     return "\n".join(rows) + "\n"
+
+
+def _flag_names(action):
+    if not action.option_strings:
+        return f"`{action.metavar or action.dest.upper()}`"
+    value = "" if action.nargs == 0 else f" {{{','.join(action.choices)}}}" if action.choices else \
+        f" {action.metavar or action.dest.upper()}"
+    return ", ".join(f"`{name}`" for name in action.option_strings[:-1]) + \
+        (", " if len(action.option_strings) > 1 else "") + f"`{action.option_strings[-1]}{value}`"
+
+
+def _default(action):
+    if action.nargs == 0:
+        return "off"
+    if getattr(action, "from_config", False):
+        return "preset"
+    if action.default in (None, []):
+        return "—"
+    shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+    return f"`{shown}`"
 
 
 def writable_folder(path, flag):

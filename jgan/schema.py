@@ -344,7 +344,15 @@ def variants(field):
     return {get_args(cls.model_fields["name"].annotation)[0]: cls for cls in get_args(field.annotation)}
 
 
-FLAG_SECTIONS = {"train": Train, "optim": Adam, "progressive": StyledProgressive, "model": DCGANModel}
+LOSS_NAMES = tuple(variants(Config.model_fields["loss"]))
+
+
+class LossChoice(Section):
+    name: Literal[LOSS_NAMES] = key("the loss, e.g. wgan-gp (+ drift) or r1")
+
+
+FLAG_SECTIONS = {"train": Train, "optim": Adam, "progressive": StyledProgressive, "model": DCGANModel,
+                 "loss": LossChoice}
 
 
 def flag_field(dotted):
@@ -352,5 +360,3 @@ def flag_field(dotted):
     section, name = dotted.split(".")
     return FLAG_SECTIONS[section].model_fields[name]
 
-
-LOSS_NAMES = tuple(variants(Config.model_fields["loss"]))
