@@ -52,3 +52,22 @@ def test_two_ranks_train_identically_and_write_one_set_of_outputs(arch, iters, r
     generated = subprocess.run([sys.executable, str(REPO / "generate.py"), "-g", str(run_dir)], cwd=tmp_path,
                                capture_output=True, text=True, timeout=600)
     assert generated.returncode == 0, generated.stderr
+
+
+def test_cyclegan_keeps_an_image_pool_per_rank_in_its_checkpoints(tiny_lmdb, tmp_path):
+    second = tmp_path / "lmdb-b"
+    shutil.copytree(tiny_lmdb, second)
+    common = [tiny_lmdb, second, "--arch", "cyclegan", "--size", 32, "--set", "model.ngf=8", "--set", "model.ndf=8",
+              "--set", "model.blocks=1", "--set", "train.pool=4", "--batch", 2, "--name", "mpi", "--workers", 0,
+              "--no-progress", "--log-every", 1, "--ckpt-every", 2, "--sample-every", 100]
+    mpirun(*common, "--iters", 3, cwd=tmp_path)
+    mpirun(*common, "--iters", 4, "--resume", cwd=tmp_path)
+    run_dir = tmp_path / "checkpoint" / "mpi"
+    steps = [json.loads(line)["step"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    for path in ckpt.numbered_checkpoints(run_dir):
+        document = ckpt.load_checkpoint(path)
+        assert len(set(document["rank_checksums"])) == 1, path          # the networks agree
+        pools = [state["pool_a"] for state in document["model_states"]]
+        assert len(pools) == 2 and pools[0].shape == pools[1].shape, path
+        assert not (pools[0] == pools[1]).all(), path                   # each rank pools its own fakes
