@@ -45,3 +45,25 @@ def copy_parameters(jittor_module, torch_module, rename=lambda name: name):
     missing = set(jittor_state) - set(loaded)
     assert not missing, f"Jittor parameters without a torch counterpart: {sorted(missing)}"
     jittor_module.load_state_dict(loaded)
+
+
+def report_close(name, jittor_value, torch_value, atol, rtol=0.0):
+    """assert_close, after printing the max abs difference and the reference's scale (pytest -s)."""
+    scale = float(np.abs(to_numpy(torch_value)).max())
+    print(f"{name}: max abs diff {max_abs_diff(jittor_value, torch_value):.2e} (max abs value {scale:.2e})")
+    assert_close(name, jittor_value, torch_value, atol=atol, rtol=rtol)
+
+
+def gradient_pairs(jt_loss, jt_net, th_loss, th_net, convert):
+    """[(Jittor name, Jittor dL/dW, reference dL/dW renamed by `convert`)] for every trainable
+    parameter of `jt_net`; a reference parameter the loss does not reach has a zero gradient."""
+    import jittor as jt
+    import torch
+    jt_state = {n: v for n, v in jt_net.state_dict().items() if not v.is_stop_grad()}
+    names = sorted(jt_state)
+    jt_grads = jt.grad(jt_loss, [jt_state[n] for n in names])
+    th_params = dict(th_net.named_parameters())
+    th_grads = torch.autograd.grad(th_loss, list(th_params.values()), allow_unused=True)
+    expected = convert({name: np.zeros(p.shape) if g is None else g.numpy()
+                        for (name, p), g in zip(th_params.items(), th_grads)})
+    return [(name, g, expected[name]) for name, g in zip(names, jt_grads)]

@@ -35,7 +35,7 @@ from jgan.models.pggan import PGGANModel
 from jgan.networks.pggan import Generator, build_networks
 from jgan.schedule import Phase
 from jgan.training import Trainer
-from parity import assert_close, copy_parameters, max_abs_diff, to_numpy
+from parity import assert_close, copy_parameters, gradient_pairs, max_abs_diff, report_close
 from reference import losses_torch as reference
 from reference import pggan_torch as ref
 from reference import stylegan_torch as ref_d
@@ -54,9 +54,7 @@ PHASES = {"16 px fade-in": (2, 0.5), "32 px grown": (3, 1.0)}   # (step, alpha) 
 
 
 def compare(name, jt_value, th_value, atol=NET_ATOL, rtol=NET_RTOL):
-    scale = float(np.abs(to_numpy(th_value)).max())
-    print(f"{name}: max abs diff {max_abs_diff(jt_value, th_value):.2e} (max abs value {scale:.2e})")
-    assert_close(name, jt_value, th_value, atol=atol, rtol=rtol)
+    report_close(name, jt_value, th_value, atol, rtol)
 
 
 def numpy_state(module):
@@ -173,18 +171,6 @@ def draws(step, seed):
                            d_z=rng.randn(BATCH, CODE).astype(np.float32),
                            g_z=rng.randn(BATCH, CODE).astype(np.float32),
                            eps=rng.uniform(0, 1, (BATCH, 1, 1, 1)).astype(np.float32))
-
-
-def gradient_pairs(jt_loss, jt_net, th_loss, th_net, convert):
-    """[(jgan name, Jittor dL/dW, reference dL/dW in jgan's naming)] for every parameter."""
-    jt_state = jt_net.state_dict()
-    names = sorted(jt_state)
-    jt_grads = jt.grad(jt_loss, [jt_state[n] for n in names])
-    th_params = dict(th_net.named_parameters())
-    th_grads = torch.autograd.grad(th_loss, list(th_params.values()), allow_unused=True)
-    expected = convert({name: np.zeros(p.shape) if g is None else g.numpy()
-                        for (name, p), g in zip(th_params.items(), th_grads)})
-    return [(name, g, expected[name]) for name, g in zip(names, jt_grads)]
 
 
 def assert_gradients_close(label, pairs):

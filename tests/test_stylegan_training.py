@@ -40,7 +40,7 @@ from jgan.networks.stylegan import Discriminator, StyledGenerator
 from jgan.schedule import Phase
 from jgan.models.stylegan import NO_MIXING
 from jgan.training import Trainer
-from parity import assert_close, max_abs_diff, to_numpy
+from parity import assert_close, gradient_pairs, max_abs_diff, to_numpy
 from reference import losses_torch as reference
 from reference import stylegan_torch as ref
 from reference.optim_torch import EpsHatAdam
@@ -133,18 +133,6 @@ def jittor_loss(name, eps):
     loss = build_loss(name, **LOSSES[name])
     loss.draw_epsilon = lambda batch: jt.array(eps)
     return loss
-
-
-def gradient_pairs(jt_loss, jt_net, th_loss, th_net, convert):
-    """[(jgan name, Jittor dL/dW, reference dL/dW in jgan's naming)] for every trainable parameter."""
-    jt_state = {n: v for n, v in jt_net.state_dict().items() if not v.is_stop_grad()}
-    names = sorted(jt_state)
-    jt_grads = jt.grad(jt_loss, [jt_state[n] for n in names])
-    th_params = dict(th_net.named_parameters())
-    th_grads = torch.autograd.grad(th_loss, list(th_params.values()), allow_unused=True)
-    expected = convert({name: np.zeros(p.shape) if g is None else g.numpy()
-                        for (name, p), g in zip(th_params.items(), th_grads)})
-    return [(name, g, expected[name]) for name, g in zip(names, jt_grads)]
 
 
 def generator_gradients(grads):
