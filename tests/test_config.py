@@ -87,3 +87,82 @@ def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32():
     assert (config["model"]["ngf"], config["model"]["ndf"], config["train"]["batch"]) == (32, 32, 32)
     assert config["loss"] == paper["loss"] and config["optim"] == paper["optim"]
     assert config["model"]["size"] == 64
+
+
+# ----- the schema (jgan.schema) ------------------------------------------------------------------
+@pytest.mark.parametrize("arch", registry.names())
+@pytest.mark.parametrize("has_cuda", [False, True])
+def test_every_preset_holds_to_its_schema(arch, has_cuda):
+    config = load_config(arch, has_cuda)
+    assert config["arch"] == arch and config["train"]["keep"] == 10
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"train": {"ema": 1.5}}, "config key train.ema must be a number in [0, 1), got 1.5"),
+    ({"train": {"seed": -3}}, "config key train.seed must be an integer from 0 to 2147483647, got -3"),
+    ({"train": {"log_every": 0}}, "config key train.log_every must be an integer of at least 1, got 0"),
+    ({"train": {"keep": -1}}, "config key train.keep must be an integer of at least 0, got -1"),
+    ({"train": {"flip": 1}}, "config key train.flip must be true or false, got 1 (int)"),
+    ({"optim": {"lr_g": -0.1}}, "config key optim.lr_g must be a number in (0, 1], got -0.1"),
+    ({"optim": {"lr_d": float("nan")}}, "config key optim.lr_d must be a number in (0, 1], got nan"),
+    ({"optim": {"betas": [2, 3]}}, "config key optim.betas must be two numbers in [0, 1), got [2, 3]"),
+    ({"model": {"ngf": 0}}, "config key model.ngf must be an integer of at least 1, got 0"),
+    ({"model": {"size": 8}}, "config key model.size must be a power of two from 16 to 1024, got 8"),
+    ({"model": {"upsample": "pixelshuffle"}}, "config key model.upsample must be one of transposed, resize, got 'pixelshuffle'"),
+    ({"model": 3}, "config key model must be a mapping of keys, got 3"),
+    ({"loss": {"name": "hinge"}}, "config key loss.name must be one of bce, wgan, wgan-gp, lsgan, wgan-div, r1, got 'hinge'"),
+    ({"loss": {"gp_weight": -1}}, "config key loss.gp_weight must be a number of at least 0, got -1"),
+    ({"loss": {"name": "r1", "every": 0}}, "config key loss.every must be an integer of at least 1, got 0"),
+    ({"optim": {"name": "rmsprop"}}, "config key optim.lr_g is missing; add it (generator learning rate: a number in (0, 1])"),
+    ({"train": {"batch": None}}, "config key train.batch is null, which only a progressive architecture takes"),
+    ({"sampling": {"n": 1}}, "unknown config key 'sampling'"),
+])
+def test_a_value_out_of_range_is_named_with_its_key_and_range(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config("wgan-gp", overrides=[override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("arch, override, message", [
+    ("stylegan", {"progressive": {"mixing": 2}}, "config key progressive.mixing must be a number in [0, 1], got 2"),
+    ("stylegan", {"progressive": {"init_size": 32, "max_size": 16}},
+     "progressive.init_size 32 is larger than progressive.max_size 16; lower --init-size or raise --max-size"),
+    ("stylegan", {"model": {"channels": [16, 16]}, "progressive": {"init_size": 8, "max_size": 16}},
+     "model.channels has 2 widths, enough to grow to 8 px, not to progressive.max_size 16"),
+    ("stylegan", {"progressive": {"batch": {12: 4}}},
+     "config key progressive.batch must be a map of power-of-two sizes to batch sizes of at least 1, got {12: 4}"),
+    ("pggan", {"model": {"stddev_group": 0}}, "config key model.stddev_group must be an integer of at least 1 or null, got 0"),
+    ("pggan", {"progressive": {"mixing": 0.5}}, "unknown config key 'progressive.mixing'"),
+])
+def test_each_family_declares_its_own_keys_and_rules(arch, override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(arch, overrides=[override])
+    assert message in str(error.value)
+
+
+def test_a_family_that_declares_no_schema_is_held_to_its_presets_keys_and_types(tmp_path):
+    preset_file = tmp_path / "toy.yaml"
+    preset_file.write_text("arch: toy\nmodel: {width: 8, act: relu}\nloss: {name: bce}\n"
+                           "optim: {name: adam, lr_g: 0.001, lr_d: 0.001}\ntrain: {batch: 4, iters: 5}\n")
+    registry.register(registry.Arch("toy", "unused:Model", preset=str(preset_file)))
+    try:
+        config = load_config("toy", overrides=[{"model": {"width": 16}}])
+        assert config["model"] == {"width": 16, "act": "relu"} and config["train"]["log_every"] == 10
+        with pytest.raises(ConfigError, match=r"config key model.width must be an integer, got 'wide' \(str\)"):
+            load_config("toy", overrides=[{"model": {"width": "wide"}}])
+        with pytest.raises(ConfigError, match="config key train.iters must be an integer of at least 1, got 0"):
+            load_config("toy", overrides=[{"train": {"iters": 0}}])
+    finally:
+        registry.unregister("toy")
+
+
+def test_a_resolution_map_and_a_loss_of_another_name_are_taken_whole():
+    config = load_config("stylegan", overrides=[{"progressive": {"batch": {8: 4, 16: 2}}},
+                                                {"loss": {"name": "r1", "gamma": 5}}])
+    assert config["progressive"]["batch"] == {8: 4, 16: 2}
+    assert config["loss"] == {"name": "r1", "gamma": 5.0, "every": 1}
+
+
+def test_an_override_whose_value_is_not_yaml_is_a_sentence():
+    with pytest.raises(ConfigError, match="has a value that is not valid YAML"):
+        parse_override("train.metrics=[swd")
