@@ -10,7 +10,7 @@ or `ProgressiveConfig`, with the rules between its keys as `model_validator`s.
 """
 from typing import Annotated, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 MAX_SEED = 2 ** 31 - 1
 
@@ -220,8 +220,8 @@ class CycleGANModel(Section):
     d_layers: int = key("stride-2 and stride-1 layers of the PatchGAN (3: 70x70 patches)", 3, ge=1)
 
 
-class CycleGANLoss(Section):
-    name: Literal["lsgan"] = key("least-squares GAN terms (the only loss of cyclegan)")
+class CycleGANLoss(LSGANLoss):
+    """The least-squares loss (the only one of cyclegan) with the weights of the L1 terms."""
     cycle: float = key("lambda: weight of the cycle-consistency L1", 10.0, ge=0)
     identity: float = key("weight of the identity L1, as a fraction of lambda (0 = off)", 0.5, ge=0)
 
@@ -252,23 +252,22 @@ class CycleGANConfig(Config):
 # ----- a configuration from a preset alone -------------------------------------------------------
 def _typed_by(values, name):
     """A section of `values`' keys with their types (what a family that declares none is held to)."""
-    from pydantic import create_model
     fields = {k: (object if v is None else type(v), key("(as in the preset)", v)) for k, v in values.items()}
     return create_model(name, __base__=Section, **fields)
 
 
-def _declares(annotation, values):
-    """Whether the shared section `annotation` declares every key of the preset's `values`."""
-    field = Config.model_fields.get("loss") if annotation is Loss else Config.model_fields.get("optim")
-    by_name = variants(field) if annotation in (Loss, Optim) else {}
-    cls = by_name.get(values.get("name")) if by_name else annotation
-    return cls is not None and set(values) <= set(cls.model_fields)
+def _declares(section, values):
+    """Whether a shared section (for loss and optim: its class of `values`' name) declares every
+    key of the preset's `values`."""
+    if section in (Loss, Optim):
+        by_name = {get_args(cls.model_fields["name"].annotation)[0]: cls for cls in get_args(get_args(section)[0])}
+        section = by_name.get(values.get("name"))
+    return section is not None and set(values) <= set(section.model_fields)
 
 
 def from_preset(preset, progressive=False):
     """The schema of a family that declares none: the shared sections where they hold every key of
     its preset, the preset's keys and types elsewhere (always for `model`)."""
-    from pydantic import create_model
     shared = {"loss": Loss, "optim": Optim, "train": Train, **({"progressive": Progressive} if progressive else {})}
     fields = {name: (shared[name] if name in shared and _declares(shared[name], values)
                      else _typed_by(values, f"Preset_{name}"), ...)
