@@ -70,8 +70,13 @@ def reference_networks(channels, seed=0):
     return th_g, th_d
 
 
+def generator_state(th_g):
+    """The reference generator's weights (or gradients) in jgan's naming."""
+    return {ref.jgan_name(name): value for name, value in numpy_state(th_g).items()}
+
+
 def load_jittor(jt_g, jt_d, th_g, th_d):
-    copy_parameters(jt_g, th_g)
+    copy_parameters(jt_g, th_g, rename=ref.jgan_name)
     jt_d.load_state_dict(rosinality_discriminator_state(numpy_state(th_d)))
 
 
@@ -209,7 +214,8 @@ def test_wgan_gp_drift_terms_and_gradients_match_pytorch(phase):
     jt_g_loss, _ = loss.generator_loss(jt_critic, jt_g(jt.array(data.g_z), level=step, alpha=jt_alpha))
     th_g_loss = reference.generator_loss("wgan-gp", th_critic, th_g(double(data.g_z), step=step, alpha=alpha))
     compare(f"{phase} L_G", jt_g_loss, th_g_loss.reshape(1), atol=VALUE_ATOL, rtol=0)
-    assert_gradients_close(f"{phase} L_G", gradient_pairs(jt_g_loss, jt_g, th_g_loss, th_g, lambda g: g))
+    assert_gradients_close(f"{phase} L_G", gradient_pairs(jt_g_loss, jt_g, th_g_loss, th_g,
+                                                          lambda grads: {ref.jgan_name(n): g for n, g in grads.items()}))
 
 
 # ----- three training iterations --------------------------------------------------------------
@@ -272,10 +278,10 @@ def test_three_training_iterations_match_pytorch_weight_by_weight(tmp_path):
     model = train_jittor(tmp_path, iteration_draws)
     th_g, th_d, th_ema = train_torch(iteration_draws)
     initial_g, _ = reference_networks(TRAINING_CHANNELS)
-    moved = max(max_abs_diff(numpy_state(th_g)[n], v) for n, v in numpy_state(initial_g).items())
+    moved = max(max_abs_diff(generator_state(th_g)[n], v) for n, v in generator_state(initial_g).items())
     assert moved > 1e-3, f"three Adam steps move the generator (largest change {moved:.1e})"
-    for label, jt_net, expected in (("G", model.generator, numpy_state(th_g)),
-                                    ("EMA G", model.generator_ema, numpy_state(th_ema)),
+    for label, jt_net, expected in (("G", model.generator, generator_state(th_g)),
+                                    ("EMA G", model.generator_ema, generator_state(th_ema)),
                                     ("D", model.discriminator, rosinality_discriminator_state(numpy_state(th_d)))):
         jt_state = jt_net.state_dict()
         worst = max(max_abs_diff(jt_state[n], value) for n, value in expected.items())

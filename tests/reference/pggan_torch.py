@@ -5,28 +5,15 @@ every conv equalised-LR and followed by PixelNorm and LeakyReLU 0.2; a 1x1 equal
 resolution. As in rosinality, the fade-in upsamples the previous block's features and applies the
 previous to-RGB to them, and blends only when 0 <= alpha < 1.
 
-Parameter names are jgan's (`progression.i.conv1.weight`, `to_rgb.i.bias`, ...), so weights copy
-over one to one. The discriminator is StyleGAN's: tests/reference/stylegan_torch.py.
+Parameter names are jgan's with rosinality's `weight_orig` for an equalised weight
+(`progression.i.conv1.weight_orig`, `to_rgb.i.bias`, ...; `jgan_name` maps them). The equalised
+conv and the discriminator are StyleGAN's: tests/reference/stylegan_torch.py.
 """
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-class EqualConv(nn.Module):
-    """conv2d(x, W sqrt(2 / fan_in)) + b, W ~ N(0, 1), b = 0."""
-
-    def __init__(self, in_channel, out_channel, kernel_size, padding=0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channel))
-        self.padding = padding
-        self.multiplier = math.sqrt(2 / (in_channel * kernel_size ** 2))
-
-    def forward(self, x):
-        return F.conv2d(x, self.weight * self.multiplier, self.bias, padding=self.padding)
+from reference.stylegan_torch import EqualLRConv
 
 
 def pixel_norm(x):
@@ -37,8 +24,8 @@ class Block(nn.Module):
     def __init__(self, in_channel, out_channel, first):
         super().__init__()
         self.first = first
-        self.conv1 = EqualConv(in_channel, out_channel, 4 if first else 3, 3 if first else 1)
-        self.conv2 = EqualConv(out_channel, out_channel, 3, 1)
+        self.conv1 = EqualLRConv(in_channel, out_channel, 4 if first else 3, 3 if first else 1)
+        self.conv2 = EqualLRConv(out_channel, out_channel, 3, 1)
 
     def forward(self, x):
         if not self.first:
@@ -53,7 +40,7 @@ class Generator(nn.Module):
         widths = [code_dim] + list(channels)
         self.progression = nn.ModuleList([Block(widths[i], widths[i + 1], first=(i == 0))
                                           for i in range(len(channels))])
-        self.to_rgb = nn.ModuleList([EqualConv(width, 3, 1) for width in channels])
+        self.to_rgb = nn.ModuleList([EqualLRConv(width, 3, 1) for width in channels])
 
     def forward(self, z, step=0, alpha=-1):
         out = pixel_norm(z)[:, :, None, None]
@@ -65,6 +52,11 @@ class Generator(nn.Module):
             skip = self.to_rgb[step - 1](F.interpolate(previous, scale_factor=2, mode="nearest"))
             image = (1 - alpha) * skip + alpha * image
         return image
+
+
+def jgan_name(name):
+    """The jgan name of a reference parameter."""
+    return name.replace("weight_orig", "weight")
 
 
 def randomize(module, seed=1):
