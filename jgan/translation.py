@@ -25,7 +25,12 @@ class Translator:
     checkpoint: str
     run_step: int
 
-    def __call__(self, images):
+    def translate(self, images):
+        """Translations of NCHW images in [-1, 1], as a numpy array."""
+        with jt.no_grad():
+            return self.forward(jt.array(images)).numpy()
+
+    def round_trip(self, images):
         """(translations, reconstructions) of NCHW images in [-1, 1], as numpy arrays."""
         with jt.no_grad():
             translated = self.forward(jt.array(images))
@@ -79,7 +84,7 @@ def translate_folder(translator, folder):
     triples = {}
     for start in range(0, len(names), CHUNK):
         chunk = pixels[start:start + CHUNK]
-        translated, reconstructed = translator(chunk)
+        translated, reconstructed = translator.round_trip(chunk)
         for offset, triple in enumerate(zip(*(to_uint8(x) for x in (chunk, translated, reconstructed)))):
             triples[names[start + offset]] = triple
     return triples, skipped
@@ -89,3 +94,24 @@ def triples_grid(triples, n, per_row):
     """The first n (input, translation, reconstruction) triples side by side, `per_row` triples a row."""
     chosen = list(triples.values())[:n]
     return grid(np.stack([image for triple in chosen for image in triple]), nrow=3 * per_row)
+
+
+def evaluate_translation(translator, source_lmdb, target_lmdb, metrics=("swd",), n=10000, seed=0, batch=16,
+                         inception=None, cache_dir=None, progress=False):
+    """{"translated": the metrics of the translations of up to n images of the source domain against
+    up to n images of the target domain, "untranslated": the same for the source images themselves
+    (where the translation starts from)}, at the translator's size."""
+    from jgan import metrics as evaluation
+    from jgan.data import LMDBImages
+    from jgan.metrics.features import quantize, real_images, real_indices
+    options = evaluation.settings(metrics, n, seed, batch, inception, cache_dir, progress)
+    source, target = LMDBImages(source_lmdb), LMDBImages(target_lmdb)
+    for data in (source, target):
+        data.check_size(translator.size)
+    originals = real_images(source, translator.size, real_indices(source.length, n))
+    scaled = originals.astype(np.float32) / 127.5 - 1
+    translated = np.concatenate([quantize(translator.translate(scaled[start:start + CHUNK]))
+                                 for start in range(0, len(scaled), CHUNK)])
+    indices = real_indices(target.length, n)
+    return {"translated": evaluation.compare(target, translator.size, indices, translated, options),
+            "untranslated": evaluation.compare(target, translator.size, indices, originals, options)}

@@ -4,6 +4,7 @@
     python scripts/evaluate.py lmdb -g checkpoint/dcgan --metrics swd,fid,kid \
         --inception pt_inception-2015-12-05-6726825d.pth
     python scripts/evaluate.py lmdb --real-vs-real --size 32 --metrics swd,fid    # the baseline
+    python scripts/evaluate.py lmdb_b -g checkpoint/cyclegan --translate lmdb_a    # A -> B against B
 
 Prints a table and appends one JSON line to the run's metrics.jsonl (beside the checkpoint).
 FID and KID need pytorch-fid's Inception weights (--inception PATH or $JGAN_INCEPTION).
@@ -33,6 +34,11 @@ def build_parser():
     parser.add_argument("--batch", type=int, default=16, help="images per Inception batch")
     parser.add_argument("--cache-dir", help="where real-image features are cached; if not given, ~/.cache/jgan/metrics")
     parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
+    parser.add_argument("--translate", metavar="SOURCE_LMDB",
+                        help="image-to-image runs (CycleGAN): translate up to --n images of this LMDB and compare "
+                             "them, and the untranslated ones, with the LMDB")
+    parser.add_argument("--direction", default="a2b", choices=("a2b", "b2a"),
+                        help="with --translate: a2b from the first training domain to the second")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return parser
 
@@ -43,8 +49,23 @@ def table(result):
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
 
 
+def translation_metrics(args, options):
+    """--translate: the metrics of the translations and of the untranslated images against the LMDB."""
+    from jgan import metrics
+    from jgan.translation import evaluate_translation, load_translator
+
+    translator = load_translator(args.checkpoint, args.direction)
+    result = evaluate_translation(translator, args.translate, args.lmdb, **options)
+    for label, values in result.items():
+        print(f"{label} {args.direction} vs {args.lmdb}:\n{table(values)}")
+    record = {"step": translator.run_step, "checkpoint": translator.checkpoint, "direction": args.direction,
+              "source": str(Path(args.translate).resolve()), "lmdb": str(Path(args.lmdb).resolve()),
+              "seed": args.seed, **result}
+    print(f"appended to {metrics.append_record(Path(translator.checkpoint).parent, record)}")
+
+
 def main(args):
-    from jgan import runtime
+    from jgan import registry, runtime
     from jgan.errors import ConfigError
 
     if args.real_vs_real == bool(args.checkpoint):
@@ -62,7 +83,12 @@ def main(args):
         return
     if args.size:
         raise ConfigError("--size applies to --real-vs-real only; a generator is evaluated at its resolution")
+    if args.translate:
+        return translation_metrics(args, options)
     trained = load_trained(args.checkpoint, ema=not args.no_ema)
+    if registry.get(trained.arch).translates:
+        raise ConfigError(f"{trained.checkpoint} is a {trained.arch} run, whose generators translate images "
+                          f"instead of drawing them; pass --translate SOURCE_LMDB")
     result = metrics.evaluate(trained, args.lmdb, **options)
     print(table(result))
     record = {"step": trained.run_step, "checkpoint": trained.checkpoint, "ema": not args.no_ema,
