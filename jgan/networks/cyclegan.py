@@ -3,6 +3,9 @@
 The generator is Johnson et al.'s (2016) image-transformation net: a 7x7 convolution, two
 stride-2 downsamplings, residual blocks, two fractionally-strided upsamplings and a 7x7
 convolution to RGB, with reflection padding and InstanceNorm (no affine parameters) throughout.
+A convolution that InstanceNorm follows has no bias, which the norm would subtract again (junyanz
+keeps one: in exact arithmetic it never changes an output, its gradient is 0 up to round-off, and
+Adam turns that round-off into steps of up to the learning rate).
 The discriminator scores overlapping 70x70 patches (Isola et al. 2017): three stride-2
 convolutions, a stride-1 one, then a 1-channel map of scores. Weights start as N(0, 0.02).
 """
@@ -31,9 +34,9 @@ class ResidualBlock(nn.Module):
     """y = x + IN(conv3x3(pad(ReLU(IN(conv3x3(pad(x))))))), reflection padding of 1."""
 
     def __init__(self, channels):
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
                                   instance_norm(channels), LeakyReLU(),
-                                  nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
+                                  nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
                                   instance_norm(channels))
 
     def execute(self, x):
@@ -45,14 +48,14 @@ class ResnetGenerator(nn.Module):
     7x7 conv, tanh; each hidden conv followed by InstanceNorm and ReLU."""
 
     def __init__(self, ngf=64, blocks=6, channels=3):
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), instance_norm(ngf), LeakyReLU()]
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7, bias=False), instance_norm(ngf), LeakyReLU()]
         width = ngf
         for _ in range(DOWNSAMPLINGS):
-            layers += [nn.Conv2d(width, 2 * width, 3, 2, 1), instance_norm(2 * width), LeakyReLU()]
+            layers += [nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False), instance_norm(2 * width), LeakyReLU()]
             width *= 2
         layers += [ResidualBlock(width) for _ in range(blocks)]
         for _ in range(DOWNSAMPLINGS):
-            layers += [nn.ConvTranspose2d(width, width // 2, 3, 2, 1, output_padding=1),
+            layers += [nn.ConvTranspose2d(width, width // 2, 3, 2, 1, output_padding=1, bias=False),
                        instance_norm(width // 2), LeakyReLU()]
             width //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
@@ -73,7 +76,7 @@ class PatchDiscriminator(nn.Module):
         stack = [nn.Conv2d(channels, widths[0], 4, 2, 1), LeakyReLU(0.2)]
         for n in range(1, layers + 1):
             stride = 2 if n < layers else 1
-            stack += [nn.Conv2d(widths[n - 1], widths[n], 4, stride, 1), instance_norm(widths[n]),
+            stack += [nn.Conv2d(widths[n - 1], widths[n], 4, stride, 1, bias=False), instance_norm(widths[n]),
                       LeakyReLU(0.2)]
         stack.append(nn.Conv2d(widths[-1], 1, 4, 1, 1))
         self.main = nn.Sequential(*stack)

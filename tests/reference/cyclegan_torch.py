@@ -3,7 +3,8 @@ junyanz/pytorch-CycleGAN-and-pix2pix (ResnetGenerator, NLayerDiscriminator, GANL
 ImagePool, the 'linear' lr policy, optimize_parameters), for parity tests and scripts/bench.py.
 
 Layer order inside each nn.Sequential follows jgan.networks.cyclegan so that parameter names
-coincide; InstanceNorm has no affine parameters and no running statistics, as in the original.
+coincide; InstanceNorm has no affine parameters and no running statistics, as in the original, and
+the convolutions it follows have no bias (which it would cancel; the original keeps them).
 """
 import numpy as np
 import torch
@@ -18,9 +19,9 @@ def _norm(channels):
 class TorchResidualBlock(nn.Module):
     def __init__(self, channels):
         super().__init__()
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
-                                  nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
-                                  _norm(channels))
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
+                                  _norm(channels), nn.ReLU(True), nn.ReflectionPad2d(1),
+                                  nn.Conv2d(channels, channels, 3, bias=False), _norm(channels))
 
     def forward(self, x):
         return x + self.body(x)
@@ -31,14 +32,14 @@ class TorchResnetGenerator(nn.Module):
 
     def __init__(self, ngf=64, blocks=6, channels=3):
         super().__init__()
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7, bias=False), _norm(ngf), nn.ReLU(True)]
         for mult in (1, 2):
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1), _norm(ngf * mult * 2),
-                       nn.ReLU(True)]
+            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=False),
+                       _norm(ngf * mult * 2), nn.ReLU(True)]
         layers += [TorchResidualBlock(ngf * 4) for _ in range(blocks)]
         for mult in (4, 2):
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                       _norm(ngf * mult // 2), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1,
+                                          bias=False), _norm(ngf * mult // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, channels, 7), nn.Tanh()]
         self.main = nn.Sequential(*layers)
 
@@ -55,8 +56,8 @@ class TorchPatchDiscriminator(nn.Module):
         previous = ndf
         for n in range(1, layers + 1):
             width = ndf * min(2 ** n, 8)
-            stack += [nn.Conv2d(previous, width, 4, stride=2 if n < layers else 1, padding=1), _norm(width),
-                      nn.LeakyReLU(0.2, True)]
+            stack += [nn.Conv2d(previous, width, 4, stride=2 if n < layers else 1, padding=1, bias=False),
+                      _norm(width), nn.LeakyReLU(0.2, True)]
             previous = width
         stack.append(nn.Conv2d(previous, 1, 4, stride=1, padding=1))
         self.main = nn.Sequential(*stack)
@@ -70,7 +71,8 @@ def init_weights(module, std=0.02):
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(layer.weight, 0.0, std)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     return module
 
 
