@@ -1,5 +1,6 @@
 """A run stopped and resumed reproduces the uninterrupted run: same losses, same weights (to float
-tolerance on the CPU), for a DCGAN-family arch and for StyleGAN and PGGAN across a phase change."""
+tolerance on the CPU), for a DCGAN-family arch, for StyleGAN and PGGAN across a phase change, and for
+CycleGAN with its image pools."""
 import json
 
 import numpy as np
@@ -23,12 +24,21 @@ RUNS = {
                "progressive": {"init_size": 8, "max_size": 16, "phase": 8},
                "train": {"batch": 4, "num_workers": 0, "n_sample": 4, "log_every": 1, "ckpt_every": 3,
                          "sample_every": 100}}, 3, 7),
+    "cyclegan": ({"model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1},   # pools of 3 swap from step 2
+                  "train": {"batch": 2, "pool": 3, "iters": 6, "num_workers": 0, "n_sample": 4, "log_every": 1,
+                            "ckpt_every": 3, "sample_every": 100}}, 3, 6),
 }
+
+# Weights agree to atol 1e-6 (+ rtol 1e-5), except CycleGAN's: many weights of its generators, which
+# InstanceNorm follows, get tiny gradients, and Adam scales their round-off up to ~7e-6 in three
+# steps (measured); its pooled images (in [-1, 1]) move as little, where a wrong pick is far off.
+WEIGHT_ATOL = {"cyclegan": 2e-5}
 
 
 def train(arch, lmdb, folder, until, resume_from=None):
     overrides, _, _ = RUNS[arch]
-    trainer = Trainer(load_config(arch, False, None, [overrides]), lmdb, folder / "run", folder / "sample",
+    data = {"a": lmdb, "b": lmdb} if registry.get(arch).translates else lmdb   # two streams, two orders
+    trainer = Trainer(load_config(arch, False, None, [overrides]), data, folder / "run", folder / "sample",
                       progress=False)
     if resume_from is not None:
         trainer.restore(ckpt.load_checkpoint(resume_from))
@@ -55,11 +65,14 @@ def test_stop_and_resume_equals_an_uninterrupted_run(arch, tiny_lmdb, tmp_path):
     for step in range(stop + 1, end + 1):
         for key, value in expected[step].items():
             assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), f"step {step} {key}"
-    assert "generator_ema" in straight.model.modules()
+    assert "generator_ema" in straight.model.modules() or registry.get(arch).translates
+    atol = WEIGHT_ATOL.get(arch, 1e-6)
+    for key, value in straight.model.state().items():   # e.g. CycleGAN's image pools
+        np.testing.assert_allclose(resumed.model.state()[key], value, atol=5 * atol, err_msg=key)
     for name, module in straight.model.modules().items():
         a, b = ckpt.module_state(module), ckpt.module_state(resumed.model.modules()[name])
         for key in a:
-            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-6, err_msg=f"{name}.{key}")
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=atol, err_msg=f"{name}.{key}")
 
 
 def test_stream_is_a_pure_function_of_the_position():
