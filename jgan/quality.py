@@ -4,13 +4,15 @@ generator is scored between segments, off the clock (scripts/quality.py).
 A run is anything with `warm_up()` (one first step, not timed: Jittor compiles its kernels
 there), `train_for(seconds)` (continues where it stopped), `steps`, `images` and `sampler()`
 (a context manager giving an object that jgan.metrics can score: `latent_dim`, `size`, and
-`__call__(z)` returning images with `.numpy()`). Importing this module imports no Jittor.
+`__call__(z)` returning images with `.numpy()`). A run may also have `variants()`: {label:
+sampler} of other generators of the same training, scored at the same points (e.g. the trained
+generator beside its EMA, which costs no training time). Importing this module imports no Jittor.
 """
 import os
 import platform
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jgan.errors import ConfigError
 
@@ -39,11 +41,13 @@ class Point:
     steps: int
     images: int
     scores: dict
+    variants: dict = field(default_factory=dict)   # label -> scores of another generator of the run
 
 
 def measure(run, minutes, score):
     """Points of `run` at each time point (minutes of training, after the untimed warm-up step);
-    `score(generator, minutes)` -> the metrics' dict, called between segments, off the clock."""
+    `score(generator, minutes, label)` -> the metrics' dict (label None for the run's own
+    generator, else the variant's), called between segments, off the clock."""
     run.warm_up()
     points, spent = [], 0.0
     for target in check_minutes(minutes):
@@ -53,14 +57,18 @@ def measure(run, minutes, score):
             run.train_for(remaining)
             spent += time.perf_counter() - started
         with run.sampler() as generator:
-            point = Point(target, round(spent, 2), run.steps, run.images, score(generator, target))
+            point = Point(target, round(spent, 2), run.steps, run.images, score(generator, target, None))
+        for label, sampler in getattr(run, "variants", dict)().items():
+            with sampler() as generator:
+                point.variants[label] = score(generator, target, label)
         points.append(point)
     return points
 
 
 class JganRun:
     """A jgan Trainer trained in timed segments; scored with its sampling generator (the EMA one
-    when the configuration keeps one) in evaluation mode, as the Trainer's own metrics are."""
+    when the configuration keeps one) in evaluation mode, as the Trainer's own metrics are, and
+    with an EMA, also with the trained generator (variant "no EMA")."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -83,19 +91,37 @@ class JganRun:
     def train_for(self, seconds):
         return self.trainer.train(UNLIMITED_STEPS, seconds)
 
-    @contextmanager
     def sampler(self):
+        return self.sampling(self.trainer.model.sampling_generator())
+
+    def variants(self):
+        """The trained generator beside the EMA one, when the run keeps an EMA."""
+        model = self.trainer.model
+        trained = model.modules()[model.sampling_modules[-1]]
+        if trained is model.sampling_generator():
+            return {}
+        return {"no EMA": lambda: self.sampling(trained)}
+
+    @contextmanager
+    def sampling(self, generator):
         from jgan.generation import TrainedGenerator
         from jgan.models.base import evaluation_mode
         trainer = self.trainer
         phase = trainer.schedule.phase(trainer.images)
-        with evaluation_mode(trainer.model.sampling_generator()) as module:
+        with evaluation_mode(generator) as module:
             yield TrainedGenerator(module, trainer.arch.name,
                                    trainer.arch.latent_size(trainer.config["model"]), phase.level,
                                    trainer.model.network_inputs(phase).get("alpha", 1.0))
 
 
 # ----- the report ---------------------------------------------------------------------------------
+def variant_sides(name, points):
+    """{f"{name}, {label}": points} of each variant scored at `points`, as sides of the table."""
+    labels = list(points[0].variants) if points else []
+    return {f"{name}, {label}": [Point(p.minutes, p.seconds, p.steps, p.images, p.variants[label]) for p in points]
+            for label in labels}
+
+
 def swd_levels(results):
     """The per-level SWD keys of metric results, largest resolution first (swd_64, swd_32, ...)."""
     keys = {key for result in results for key in result if key.startswith("swd_") and key[4:].isdigit()}

@@ -255,7 +255,8 @@ class Scorer:
     def options(self):
         return dict(metrics=self.metrics, n=self.args.n, seed=0, inception=self.args.inception)
 
-    def __call__(self, label, generator, minutes):
+    def __call__(self, label, generator, minutes, variant=None):
+        label = label if variant is None else f"{label}-{variant.replace(' ', '-')}"
         from jgan import generation, metrics, visual
         result = metrics.evaluate(generator, self.args.lmdb, **self.options())
         grid = generation.sample_grid(generator, GRID_IMAGES, GRID_ROW, seed=0)[1]
@@ -278,7 +279,7 @@ def measure_jgan(args, config, name, folder, scorer):
     from jgan.training import Trainer
     trainer = Trainer(config, args.lmdb, folder, folder.parent / "jgan-samples", progress=not args.no_progress)
     jgan_run = quality.JganRun(trainer)
-    points = quality.measure(jgan_run, args.minutes, lambda g, m: scorer(name, g, m))
+    points = quality.measure(jgan_run, args.minutes, lambda g, m, v: scorer(name, g, m, v))
     return {"recipe": name, "config": config, "warmup_seconds": jgan_run.warmup_seconds,
             "points": [asdict(point) for point in points]}, points
 
@@ -286,7 +287,7 @@ def measure_jgan(args, config, name, folder, scorer):
 def measure_torch(args, recipe, folder, scorer, device):
     torch_run = TorchDCGANRun(recipe, args.lmdb, folder, device, args.threads)
     name = f"torch-{TORCH_RECIPE}"
-    points = quality.measure(torch_run, args.minutes, lambda g, m: scorer(name, g, m))
+    points = quality.measure(torch_run, args.minutes, lambda g, m, v: scorer(name, g, m, v))
     return {"recipe": name, "config": recipe, "warmup_seconds": torch_run.warmup_seconds,
             "threads": torch_run.torch.get_num_threads(), "torch": torch_run.torch.__version__,
             "points": [asdict(point) for point in points]}, points
@@ -335,6 +336,7 @@ def main(args):
 
     report, sides = {}, {}
     report["jgan"], sides["jgan"] = measure_jgan(args, config, name, folders["jgan"], scorer)
+    sides.update(quality.variant_sides("jgan", sides["jgan"]))
     versions = f"jgan {jgan.__version__}, jittor {jt.__version__}"
     if args.torch:
         report["torch"], sides["torch"] = measure_torch(args, recipe, folders["torch"], scorer, device)

@@ -70,7 +70,7 @@ def test_scoring_and_warm_up_are_off_the_clock_and_an_overshoot_shortens_the_nex
     monkeypatch.setattr(quality.time, "perf_counter", clock)
     run = FakeRun(clock, overshoot=1.0)
 
-    def score(generator, minutes):
+    def score(generator, minutes, variant):
         clock.now += 100.0            # slow scoring must not count
         return {"size": 32, "swd": minutes}
 
@@ -80,6 +80,34 @@ def test_scoring_and_warm_up_are_off_the_clock_and_an_overshoot_shortens_the_nex
     assert [p.steps for p in points] == [8, 14, 14]
     assert [p.images for p in points] == [32, 56, 56]
     assert [p.scores["swd"] for p in points] == [0.1, 0.2, 0.21]
+
+
+class RunWithVariant(FakeRun):
+    def variants(self):
+        @contextmanager
+        def trained():
+            yield "trained generator"
+        return {"no EMA": trained}
+
+
+def test_variants_are_scored_at_every_point_off_the_clock_and_become_sides_of_the_table(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(quality.time, "perf_counter", clock)
+    run = RunWithVariant(clock, overshoot=0.0)
+    scored = []
+
+    def score(generator, minutes, variant):
+        scored.append((generator, minutes, variant))
+        clock.now += 100.0
+        return {"size": 32, "swd": minutes + (variant is not None)}
+
+    points = quality.measure(run, [0.1, 0.2], score)
+    assert scored == [("generator", 0.1, None), ("trained generator", 0.1, "no EMA"),
+                      ("generator", 0.2, None), ("trained generator", 0.2, "no EMA")]
+    assert [p.seconds for p in points] == [6.0, 12.0]
+    sides = quality.variant_sides("jgan", points)
+    assert list(sides) == ["jgan, no EMA"]
+    assert [(p.steps, p.scores["swd"]) for p in sides["jgan, no EMA"]] == [(p.steps, p.minutes + 1) for p in points]
 
 
 def point(minutes, steps, size=32, **scores):
