@@ -81,10 +81,13 @@ def test_resolution_maps_are_replaced_whole():
     assert config["progressive"]["batch"] == {8: 4, 16: 2}
 
 
-def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32():
+def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32_with_a_ramped_ema():
     config = load_config("dcgan", config_file=registry.CONFIG_DIR / "fast-cpu.yaml")
     paper = preset_of("dcgan")
     assert (config["model"]["ngf"], config["model"]["ndf"], config["train"]["batch"]) == (32, 32, 32)
+    assert (config["train"]["ema"], config["train"]["ema_rampup"]) == (0.999, 0.05)
+    assert (paper["train"]["ema"], paper["train"]["ema_rampup"], paper["train"]["augment"]) == (0.0, 0.0, "")
+    assert config["train"]["augment"] == ""
     assert config["loss"] == paper["loss"] and config["optim"] == paper["optim"]
     assert config["model"]["size"] == 64
 
