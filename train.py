@@ -47,7 +47,8 @@ def build_parser():
     parser.add_argument("--checkpoint-dir", default="checkpoint", help="where run folders are written")
     parser.add_argument("--sample-dir", default="sample", help="where sample grids are written")
     value_flag(parser, "--minutes", Annotated[float, Field(gt=0)],
-               "stop (with a checkpoint) after this much training time, even before --iters")
+               "stop (with a checkpoint) after this much training time, even before --iters; the clock starts "
+               "after the first step, which compiles the kernels")
     parser.add_argument("--nan-policy", default="stop", choices=("stop", "skip"),
                         help="on a NaN/Inf loss: stop (keeping the last good checkpoint) or skip that update")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -56,6 +56,7 @@ class Trainer:
         self.streams_key, self.streams = None, None
         self.rng = np.random.RandomState(self.train_cfg["seed"])
         self.stats = None
+        self.has_stepped = False   # whether this process has made a step (the first one compiles kernels)
 
     def data_sources(self, data):
         """{stream: LMDB path} for the streams the model trains on."""
@@ -268,16 +269,18 @@ class Trainer:
         self.stats = RunStats(self.run_dir, self.sample_dir, enabled=is_main_process(), start_step=self.step)
 
     def train(self, iters, seconds=None):
-        """Train until `iters` steps have been done in total, or for `seconds` at most."""
+        """Train until `iters` steps have been done in total, or for `seconds` at most; the clock
+        starts after this process's first step, which compiles the kernels."""
         self.prepare_run_folder()
         self.model.train()
         every = self.train_cfg
         last_index = None
         bar = self.progress_bar(iters, seconds)
         started = time.time()
+        clock = started if self.has_stepped else None
         try:
             while self.step < iters:
-                if seconds is not None and self.time_is_up(time.time() - started > seconds):
+                if clock is not None and seconds is not None and self.time_is_up(time.time() - clock > seconds):
                     break
                 phase = self.schedule.phase(self.images)
                 if last_index is not None and phase.index != last_index:
@@ -285,8 +288,10 @@ class Trainer:
                 last_index = phase.index
                 self.set_learning_rate(phase)
                 terms = self.iteration(self.batches(phase), phase)
+                self.has_stepped = True
+                clock = clock or time.time()
                 self.check_records()
-                bar.update(1 if seconds is None else min(time.time() - started, seconds) - bar.n)
+                bar.update(1 if seconds is None else min(time.time() - clock, seconds) - bar.n)
                 if self.step % every["log_every"] == 0 or self.step == iters:
                     bar.set_postfix_str(self.status(phase, self.log(phase, terms, started)))
                 if self.step % every["sample_every"] == 0 or self.step == iters:

@@ -59,6 +59,25 @@ def test_a_fading_phase_compiles_only_in_its_first_steps(tmp_path):
     assert later.kernels - warm_up.kernels == set()
 
 
+def test_a_time_limit_starts_after_the_first_step_of_the_process(tmp_path, monkeypatch):
+    """The first step compiles the kernels (minutes on a fresh machine): --minutes must not count it,
+    and a later call in the same process (quality.py's segments) counts every step."""
+    now = [0.0]
+    monkeypatch.setattr(jgan.training.time, "time", lambda: now[0])
+    t = trainer("wgan-gp", tmp_path, {"train": {"sample_every": 1000, "ckpt_every": 1000, "log_every": 1000}})
+    step = t.iteration
+
+    def timed_iteration(*args):
+        now[0] += 1000.0 if not t.has_stepped else 1.0   # compiling, then one second a step
+        return step(*args)
+
+    monkeypatch.setattr(t, "iteration", timed_iteration)
+    t.train(100, seconds=5.5)
+    assert t.step == 1 + 6
+    t.train(100, seconds=2.5)
+    assert t.step == 7 + 3
+
+
 def test_checkpoint_round_trip_restores_everything(tmp_path):
     t = trainer("wgan-gp", tmp_path)
     run_iterations(t, 2)
