@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo, on a fresh machine: set up, fetch the emoji data set, pack it into lmdb/, train the fast
-# DCGAN recipe (configs/fast-cpu.yaml) at 32 px, score its samples, then a short StyleGAN run, and
+# DCGAN recipe (configs/fast-cpu.yaml) at 32 px, score its samples, then StyleGAN's demo recipe, and
 # write their figures to results/. Two cores: about 15 minutes from a fresh clone.
 #   DEMO_MINUTES=7 DEMO_STYLEGAN_MINUTES=3 bash scripts/demo.sh   # training minutes (the defaults)
 # Running it again continues both runs where they stopped.
@@ -8,6 +8,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh" requirements.txt
 MINUTES="${DEMO_MINUTES:-7}"
 STYLEGAN_MINUTES="${DEMO_STYLEGAN_MINUTES:-3}"
+
+say() {  # a demo line with the time since the demo started
+  printf 'demo [%d:%02d]: %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"
+}
 
 train_or_resume() {  # NAME ARGS...: start run NAME, or continue it when it already has checkpoints
   local name="$1"; shift
@@ -20,18 +24,18 @@ train_or_resume() {  # NAME ARGS...: start run NAME, or continue it when it alre
 
 bash scripts/get_emoji.sh
 if [ -d lmdb ]; then
-  echo "demo: lmdb/ exists; delete it to pack the images again"
+  say "lmdb/ exists; delete it to pack the images again"
 else
   python prepare_data.py --out lmdb --sizes 8 16 32 64 --n_worker 2 dataset/emoji
 fi
 
-echo "demo: training DCGAN (configs/fast-cpu.yaml) at 32 px for $MINUTES minutes"
+say "training DCGAN (configs/fast-cpu.yaml) at 32 px for $MINUTES minutes"
 train_or_resume demo-dcgan --config configs/fast-cpu.yaml --size 32 --minutes "$MINUTES" --sample-every 500
 python generate.py -g checkpoint/demo-dcgan --walk
-echo "demo: SWD x1e3 of those samples against the emoji (2,048 vs 2,048; real vs real is about 7, noise 194):"
+say "SWD x1e3 of those samples against the emoji (2,048 vs 2,048; real vs real is about 7, noise 194):"
 python scripts/evaluate.py lmdb -g checkpoint/demo-dcgan --n 2048
 
-echo "demo: training StyleGAN (CPU preset, phases of 2,500 images, up to 16 px) for $STYLEGAN_MINUTES minutes"
-train_or_resume demo-stylegan --arch stylegan --minutes "$STYLEGAN_MINUTES" --phase 2500 --max-size 16 --sample-every 100
+say "training StyleGAN (configs/stylegan-demo.yaml, up to 16 px) for $STYLEGAN_MINUTES minutes"
+train_or_resume demo-stylegan --config configs/stylegan-demo.yaml --minutes "$STYLEGAN_MINUTES" --sample-every 250
 python generate.py -g checkpoint/demo-stylegan --mixing --noise --interpolate
-echo "demo: figures are in results/, sample grids in sample/, checkpoints in checkpoint/"
+say "done; figures are in results/, sample grids in sample/, checkpoints in checkpoint/"

@@ -92,6 +92,17 @@ def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32_with
     assert config["model"]["size"] == 64
 
 
+def test_the_stylegan_demo_recipe_is_the_cpu_preset_narrowed_with_small_batches_and_r1_up_to_16_px():
+    config = load_config("stylegan", config_file=registry.CONFIG_DIR / "stylegan-demo.yaml")
+    cpu = preset_of("stylegan", has_cuda=False)
+    assert (cpu["model"]["channels"][:3], cpu["train"]["batch"], cpu["loss"]["name"]) == ([128] * 3, None, "wgan-gp")
+    assert config["model"]["channels"][:3] == [64, 64, 64] and config["model"]["code_dim"] == 128
+    assert (config["train"]["batch"], config["loss"]["name"], config["loss"]["gamma"]) == (8, "r1", 1.0)
+    assert (config["progressive"]["init_size"], config["progressive"]["max_size"]) == (8, 16)
+    assert (config["train"]["ema"], config["train"]["ema_rampup"]) == (0.999, 0.05)
+    assert config["optim"]["lr_g"] == config["optim"]["lr_d"] == 1e-3
+
+
 # ----- the schema (jgan.schema) ------------------------------------------------------------------
 @pytest.mark.parametrize("arch", registry.names())
 @pytest.mark.parametrize("has_cuda", [False, True])
