@@ -289,7 +289,11 @@ class Trainer:
                 self.set_learning_rate(phase)
                 terms = self.iteration(self.batches(phase), phase)
                 self.has_stepped = True
-                clock = clock or time.time()
+                if clock is None:
+                    clock = time.time()
+                    if seconds is not None:   # its elapsed time from the clock's start, too
+                        bar.reset()
+                        bar.set_description_str(self.arch.name)
                 self.check_records()
                 bar.update(1 if seconds is None else min(time.time() - clock, seconds) - bar.n)
                 if self.step % every["log_every"] == 0 or self.step == iters:
@@ -328,7 +332,8 @@ class Trainer:
         if seconds is None:
             return tqdm(total=iters, initial=self.step, disable=not self.progress, dynamic_ncols=True,
                         desc=self.arch.name, unit="step")
-        return tqdm(total=seconds, disable=not self.progress, dynamic_ncols=True, desc=self.arch.name,
+        first = "" if self.has_stepped else " (first step: compiling, not timed)"
+        return tqdm(total=seconds, disable=not self.progress, dynamic_ncols=True, desc=self.arch.name + first,
                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} of " + tqdm.format_interval(seconds)
                                + ", {remaining} left{postfix}")
 
