@@ -339,7 +339,7 @@ def side_summary(short, long, batch, train):
         return part["seconds"] / part["count"] if part and part["count"] else None
 
     sample_s, checkpoint_s = per_event("sample"), per_event("checkpoint")
-    return {"step_ms": 1e3 * per_step, "images_per_s": batch / per_step, "fixed_s": fixed,
+    return {"step_ms": 1e3 * per_step, "images_per_s": batch / per_step if per_step > 0 else None, "fixed_s": fixed,
             "data_wait_ms": 1e3 * per_step_of("data_wait"), "host_syncs_per_step": per_step_of("host_sync", "count"),
             "host_sync_ms": 1e3 * per_step_of("host_sync"), "log_ms": 1e3 * per_step_of("log"),
             "sample_s": sample_s, "checkpoint_s": checkpoint_s,
@@ -356,7 +356,8 @@ def e2e_summary(plan, runs, threads):
         short, long = (median_run(by_steps[steps]) for steps in sorted(by_steps))
         row[side] = side_summary(short, long, plan["batch"], plan["config"]["train"])
     row["steps"] = "/".join(str(steps) for steps in sorted(runs["jgan"]))
-    row["speedup"] = row["torch"]["step_ms"] / row["jgan"]["step_ms"]
+    measured = row["jgan"]["step_ms"] > 0 and row["torch"]["step_ms"] > 0
+    row["speedup"] = row["torch"]["step_ms"] / row["jgan"]["step_ms"] if measured else None
     return row
 
 
@@ -473,6 +474,9 @@ def e2e_main(args):
                 continue
             rows.append(row)
             print("\n".join(e2e_lines(row)), flush=True)
+            if row["speedup"] is None:
+                print(f"bench: {arch}: a long run took no longer than its short run, so the machine was too busy "
+                      f"to measure a step; pass longer --steps", file=sys.stderr)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=1))
     return 0 if rows else 1
