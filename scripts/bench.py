@@ -3,6 +3,11 @@
     python scripts/bench.py --quick                       # indicative table, < 10 min on 2 cores
     python scripts/bench.py                               # every row at the presets' batches
     python scripts/bench.py --archs wgan-gp stylegan --sizes 32 --batch 16 --json bench.json
+    python scripts/bench.py --e2e --quick                 # train.py itself against a PyTorch loop
+
+With --e2e (see e2e_main and the README's "Speed"), the unit is a whole run of train.py at a preset's
+size, batch and cadence, LMDB reading, logs, sample grids and a checkpoint included, against the
+PyTorch loop of tests/reference/training_torch.py; the rest of this docstring is about iterations.
 
 An iteration is everything one generator step costs: n_critic critic steps with their penalties,
 the generator step, and for StyleGAN the average-latent update and the EMA, at a fade-in
@@ -22,6 +27,7 @@ warm-up iterations), and the peak resident set (VmHWM) of each worker process, w
 framework itself. The parent imports neither framework; it speaks to the workers in JSON lines.
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -86,9 +92,6 @@ def jgan_worker(setup, answer, commands):
 
 
 def torch_worker(setup, answer, commands):
-    import itertools
-    import time
-
     import torch
     torch.set_num_threads(setup["threads"])
     if setup["device"] == "cuda" and not torch.cuda.is_available():
@@ -371,7 +374,7 @@ def e2e_lines(row):
 def e2e_launcher(side, plan, folder, args):
     """launch(steps) for one side: runs train.py (jgan) or the PyTorch loop in a fresh process with
     `args.threads` threads, and returns the Stopwatch totals the process wrote."""
-    runs = iter(range(10 ** 6))
+    runs = itertools.count()
 
     def launch(steps):
         name = f"{plan['arch']}-{side}-{steps}-{next(runs)}"

@@ -147,3 +147,12 @@ def test_the_torch_loop_keeps_train_py_cadence(tiny_lmdb, tmp_path):
     assert counts == {"step": 4, "data_wait": 4, "host_sync": 8, "log": 2, "sample": 1, "checkpoint": 1}, counts
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "0000004.png").is_file()
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_torch_loop_reads_the_lmdb_without_jittor():
+    """Its process measures PyTorch alone: jgan.data imports Jittor only to make jgan's batches."""
+    code = ("import sys; sys.path[:0] = ['.', 'tests']; import reference.training_torch; "
+            "print('jittor' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=SCRIPT.parent.parent)
+    assert result.stdout.strip() == "False", f"jittor imported: {result.stdout!r} {result.stderr[-500:]}"

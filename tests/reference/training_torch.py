@@ -277,8 +277,9 @@ class TorchTrainingRun:
         random.seed(self.train_cfg["seed"])
         torch.manual_seed(self.train_cfg["seed"])
         family = TorchTranslationIteration if registry.get(config["arch"]).translates else TorchIteration
-        batches = {name: stopwatch.timed("data_wait", endless(lmdb_loader(
-            data[name], size, batch, self.train_cfg["num_workers"], self.train_cfg["flip"]))) for name in family.streams}
+        workers, flip = self.train_cfg["num_workers"], self.train_cfg["flip"]
+        batches = {name: stopwatch.timed("data_wait", endless(lmdb_loader(data[name], size, batch, workers, flip)))
+                   for name in family.streams}
         self.model = family(config, batches, device, stopwatch)
         self.sample_inputs = self.model.sample_inputs(self.train_cfg["n_sample"], level, self.train_cfg["seed"])
         self.step = 0
