@@ -149,6 +149,24 @@ def test_the_torch_loop_keeps_train_py_cadence(tiny_lmdb, tmp_path):
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
 
 
+def test_the_torch_translation_loop_reads_both_domains_and_its_three_losses(tiny_lmdb, tmp_path):
+    """CycleGAN's reference loop: per step a batch of each domain and three losses read on the host;
+    the grid's fixed images are one more batch of each domain, drawn before the first step."""
+    sys.path.insert(0, str(SCRIPT.parent.parent / "tests"))
+    from jgan.config import load_config
+    from jgan.stopwatch import Stopwatch
+    from reference.training_torch import TorchTrainingRun
+    config = load_config("cyclegan", False, None, [{
+        "model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1},
+        "train": {"batch": 2, "num_workers": 0, "n_sample": 2, "log_every": 1, "sample_every": 100,
+                  "ckpt_every": 100}}])
+    watch = Stopwatch()
+    data = {"a": str(tiny_lmdb), "b": str(tiny_lmdb)}
+    TorchTrainingRun(config, data, 32, 2, 3, 1.0, str(tmp_path), "cpu", watch).train(2)
+    counts = {name: part["count"] for name, part in watch.totals().items()}
+    assert counts == {"data_wait": 6, "step": 2, "host_sync": 6, "log": 2, "sample": 1, "checkpoint": 1}, counts
+
+
 def test_the_torch_loop_reads_the_lmdb_without_jittor():
     """Its process measures PyTorch alone: jgan.data imports Jittor only to make jgan's batches."""
     code = ("import sys; sys.path[:0] = ['.', 'tests']; import reference.training_torch; "
