@@ -6,7 +6,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain, repeat
 
-import jittor as jt
 import lmdb
 import numpy as np
 
@@ -174,6 +173,7 @@ class BatchLoader:
                 for start in range(0, len(keys) - self.batch_size + 1, self.batch_size)]
 
     def __iter__(self):
+        import jittor as jt   # here, so that a PyTorch data loader can read the LMDB without Jittor
         if self.num_workers == 0:
             decoded = map(self.dataset.batch, self.key_batches())
         else:

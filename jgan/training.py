@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jgan import checkpoint as ckpt
-from jgan import registry
+from jgan import registry, stopwatch
 from jgan.config import save_config
 from jgan.data import BadRecords, training_stream
 from jgan.errors import CheckpointError, ConfigError, DataError, JganError
@@ -57,6 +57,7 @@ class Trainer:
         self.rng = np.random.RandomState(self.train_cfg["seed"])
         self.stats = None
         self.has_stepped = False   # whether this process has made a step (the first one compiles kernels)
+        self.stopwatch = stopwatch.current()   # times the loop's parts when a benchmark installed one
 
     def data_sources(self, data):
         """{stream: LMDB path} for the streams the model trains on."""
@@ -163,13 +164,17 @@ class Trainer:
         Under `stop` the value is read after the update: reading it first would make Jittor run
         every forward pass before any backward and keep all their activations."""
         if self.nan_policy == "skip":
-            if self.finite(loss):
+            with self.stopwatch.section("host_sync"):
+                finite = self.finite(loss)
+            if finite:
                 optimizer.step(loss)
             else:
                 self.skipped_steps += 1
             return
         optimizer.step(loss)
-        if not self.finite(loss):
+        with self.stopwatch.section("host_sync"):
+            finite = self.finite(loss)
+        if not finite:
             raise TrainingDiverged(f"the {name} loss is not finite at step {self.step + 1}; the last "
                                    f"good checkpoint in {self.run_dir} is kept: resume from it with a "
                                    f"lower --lr, or pass --nan-policy skip")
@@ -207,10 +212,10 @@ class Trainer:
                               f"over {self.world} MPI ranks; use a batch divisible by {self.world}")
         if key != self.streams_key:
             self.streams_key = key
-            self.streams = {name: training_stream(path, phase.size, phase.batch, self.train_cfg["seed"] + index,
-                                                  start=self.images, flip=self.train_cfg["flip"],
-                                                  num_workers=self.train_cfg["num_workers"],
-                                                  rank=rank(), world=self.world, bad=self.bad_records[name])
+            self.streams = {name: self.stopwatch.timed("data_wait", training_stream(
+                                path, phase.size, phase.batch, self.train_cfg["seed"] + index, start=self.images,
+                                flip=self.train_cfg["flip"], num_workers=self.train_cfg["num_workers"],
+                                rank=rank(), world=self.world, bad=self.bad_records[name]))
                             for index, (name, path) in enumerate(self.data.items())}
         return self.streams
 
@@ -284,10 +289,12 @@ class Trainer:
                     break
                 phase = self.schedule.phase(self.images)
                 if last_index is not None and phase.index != last_index:
-                    self.save(milestone=True)
+                    with self.stopwatch.section("checkpoint"):
+                        self.save(milestone=True)
                 last_index = phase.index
                 self.set_learning_rate(phase)
-                terms = self.iteration(self.batches(phase), phase)
+                with self.stopwatch.section("step"):
+                    terms = self.iteration(self.batches(phase), phase)
                 self.has_stepped = True
                 if clock is None:
                     clock = time.time()
@@ -297,18 +304,24 @@ class Trainer:
                 self.check_records()
                 bar.update(1 if seconds is None else min(time.time() - clock, seconds) - bar.n)
                 if self.step % every["log_every"] == 0 or self.step == iters:
-                    bar.set_postfix_str(self.status(phase, self.log(phase, terms, started)))
+                    with self.stopwatch.section("log"):
+                        bar.set_postfix_str(self.status(phase, self.log(phase, terms, started)))
                 if self.step % every["sample_every"] == 0 or self.step == iters:
-                    self.sample(phase)
-                    self.stats.plot_losses()
+                    with self.stopwatch.section("sample"):
+                        self.sample(phase)
+                        self.stats.plot_losses()
                 if every["metrics"] and every["metrics_every"] and self.step % every["metrics_every"] == 0:
-                    self.evaluate(phase)
+                    with self.stopwatch.section("metrics"):
+                        self.evaluate(phase)
                 if self.step % every["ckpt_every"] == 0 or self.step == iters:
-                    self.save()
+                    with self.stopwatch.section("checkpoint"):
+                        self.save()
             bar.close()
             if self.step % every["ckpt_every"] and self.step != iters:  # stopped early: by the clock
-                self.sample(self.schedule.phase(self.images))
-                self.save()
+                with self.stopwatch.section("sample"):
+                    self.sample(self.schedule.phase(self.images))
+                with self.stopwatch.section("checkpoint"):
+                    self.save()
         except KeyboardInterrupt:
             bar.close()
             path = self.save()

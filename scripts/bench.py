@@ -3,6 +3,11 @@
     python scripts/bench.py --quick                       # indicative table, < 10 min on 2 cores
     python scripts/bench.py                               # every row at the presets' batches
     python scripts/bench.py --archs wgan-gp stylegan --sizes 32 --batch 16 --json bench.json
+    python scripts/bench.py --e2e --quick                 # train.py itself against a PyTorch loop
+
+With --e2e (see e2e_main and the README's "Speed"), the unit is a whole run of train.py at a preset's
+size, batch and cadence, LMDB reading, logs, sample grids and a checkpoint included, against the
+PyTorch loop of tests/reference/training_torch.py; the rest of this docstring is about iterations.
 
 An iteration is everything one generator step costs: n_critic critic steps with their penalties,
 the generator step, and for StyleGAN the average-latent update and the EMA, at a fade-in
@@ -22,12 +27,14 @@ warm-up iterations), and the peak resident set (VmHWM) of each worker process, w
 framework itself. The parent imports neither framework; it speaks to the workers in JSON lines.
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +43,8 @@ from jgan import registry  # noqa: E402  (imports no Jittor)
 
 PROGRESSIVE_SIZES = (8, 16, 32, 64)
 FIXED_SIZES = (32, 64)
+ITERATION_ARCHS = registry.TABLE_ARCHS + registry.names(translates=True)
 QUICK = {"batch": 8, "repeats": 5, "warmup": 2, "sizes": (32,), "progressive_sizes": (8, 16, 32)}
-NO_MIXING = 10 ** 6     # a style-mixing crossover beyond every layer (as jgan.models.stylegan's)
 SYNTHETIC_BATCHES = 4   # distinct image batches each side cycles through
 ANSWER_FD = "BENCH_ANSWER_FD"   # workers answer on this descriptor: their stdout is the frameworks'
 
@@ -58,163 +65,6 @@ def memory_mb():
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = int(value.split()[0]) / 1024
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
-
-
-# ----- the PyTorch side -------------------------------------------------------------------------
-class TorchIteration:
-    """One training iteration of the PyTorch reference nets, laid out as jgan's training step:
-    StyleGAN's reference for a styled architecture, PGGAN's for another progressive one, the
-    DCGAN family's otherwise."""
-
-    def __init__(self, config, images, device):
-        import torch
-        sys.path.insert(0, str(ROOT / "tests"))
-        from reference import losses_torch
-        self.torch, self.losses, self.device = torch, losses_torch, torch.device(device)
-        self.config, self.arch = config, config["arch"]
-        self.progressive = registry.get(self.arch).progressive
-        self.styled = registry.get(self.arch).styled
-        model, optim, train = config["model"], config["optim"], config["train"]
-        self.loss = dict(config["loss"])
-        self.loss_name = self.loss.pop("name")
-        self.n_critic, self.ema_decay = train["n_critic"], train["ema"]
-        self.images = [torch.from_numpy(b).to(self.device) for b in images]
-        self.count = 0
-        torch.manual_seed(0)
-        if self.styled:
-            from reference import stylegan_torch
-            self.latent = model["code_dim"]
-            self.generator = stylegan_torch.StyledGenerator(model["code_dim"], model["n_mlp"],
-                                                            model["channels"], model["fused_from"])
-            self.discriminator = stylegan_torch.Discriminator(model["channels"], model["fused_from"])
-            self.w_avg = torch.zeros(1, self.latent, device=self.device)
-            self.mixing = config["progressive"]["mixing"]
-        elif self.progressive:
-            from reference import pggan_torch
-            self.latent = model["code_dim"]
-            self.generator, self.discriminator = pggan_torch.torch_networks(model)
-        else:
-            from reference.dcgan_torch import torch_networks
-            self.latent = model["nz"]
-            self.generator, self.discriminator = torch_networks(
-                self.arch, model["size"], model["nz"], model["ngf"], model["ndf"],
-                model.get("critic_norm", "instance"))
-        self.generator.to(self.device).train()
-        self.discriminator.to(self.device).train()
-        self.generator_ema = None
-        if self.ema_decay > 0:
-            import copy
-            self.generator_ema = copy.deepcopy(self.generator).eval()
-            for param in self.generator_ema.parameters():
-                param.requires_grad_(False)
-        self.optimizer_g = self.optimizer(self.generator_groups(optim), optim, optim["lr_g"])
-        self.optimizer_d = self.optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
-
-    def generator_groups(self, optim):
-        """rosinality's groups: the mapping network at lr * lr_mlp (0.01), the rest at lr."""
-        if not self.styled:
-            return [{"params": list(self.generator.parameters()), "lr": optim["lr_g"]}]
-        lr_mlp = self.config["model"].get("lr_mlp", 0.01)
-        return [{"params": list(self.generator.generator.parameters()), "lr": optim["lr_g"]},
-                {"params": list(self.generator.style.parameters()), "lr": optim["lr_g"] * lr_mlp}]
-
-    def optimizer(self, params, optim, lr):
-        if optim["name"] == "rmsprop":
-            return self.torch.optim.RMSprop(params, lr, eps=optim.get("eps", 1e-8),
-                                            alpha=optim.get("alpha", 0.99))
-        return self.torch.optim.Adam(params, lr, betas=tuple(optim["betas"]))
-
-    def generate(self, batch, level, alpha):
-        torch = self.torch
-        if not self.progressive:
-            return self.generator(torch.randn(batch, self.latent, device=self.device))
-        if not self.styled:
-            return self.generator(torch.randn(batch, self.latent, device=self.device), level, alpha)
-        noise = [tuple(torch.randn(batch, 1, 4 * 2 ** i, 4 * 2 ** i, device=self.device)
-                       for _ in range(2)) for i in range(level + 1)]
-        z = [torch.randn(batch, self.latent, device=self.device) for _ in range(2)]
-        mixes = level > 0 and float(torch.rand(())) < self.mixing
-        crossover = int(torch.randint(1, level + 1, ())) if mixes else NO_MIXING
-        return self.generator(z, noise, level, alpha, crossover=crossover)
-
-    def critic(self, level, alpha):
-        if not self.progressive:
-            return self.discriminator
-        return lambda images: self.discriminator(images, level, alpha).view(-1)
-
-    def step(self, optimizer, loss):
-        """jgan checks every loss for finiteness on the host before it steps; so does this side."""
-        if not self.torch.isfinite(loss).item():
-            raise FloatingPointError("the PyTorch reference diverged")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def iteration(self, level, alpha):
-        torch = self.torch
-        critic = self.critic(level, alpha)
-        batch = self.images[0].shape[0]
-        for _ in range(self.n_critic):
-            real = self.images[self.count % len(self.images)]
-            self.count += 1
-            with torch.no_grad():
-                fake = self.generate(batch, level, alpha)
-            eps = torch.rand(batch, 1, 1, 1, device=self.device)
-            d_loss, _ = self.losses.discriminator_loss(self.loss_name, critic, real, fake, eps,
-                                                       **self.loss)
-            self.step(self.optimizer_d, d_loss)
-            if "clip" in self.loss:   # WGAN's weight clipping
-                self.losses.clip_weights(self.discriminator, self.loss["clip"])
-        self.discriminator.requires_grad_(False)
-        g_loss = self.losses.generator_loss(self.loss_name, critic, self.generate(batch, level, alpha))
-        self.step(self.optimizer_g, g_loss)
-        self.discriminator.requires_grad_(True)
-        with torch.no_grad():
-            if self.styled:
-                w = self.generator.style(torch.randn(batch, self.latent, device=self.device))
-                self.w_avg.mul_(0.995).add_(w.mean(0, keepdim=True), alpha=0.005)
-            if self.generator_ema is not None:
-                for ema, param in zip(self.generator_ema.parameters(), self.generator.parameters()):
-                    ema.mul_(self.ema_decay).add_(param, alpha=1 - self.ema_decay)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-
-
-class TorchTranslationIteration:
-    """One training step of the PyTorch CycleGAN reference (tests/reference/cyclegan_torch.py),
-    laid out as jgan.models.cyclegan's: both generators, then both discriminators on pooled fakes;
-    domains a and b take the synthetic batches in turn, as jgan's streams do in jgan.benchmark."""
-
-    def __init__(self, config, images, device):
-        import numpy as np
-        import torch
-        sys.path.insert(0, str(ROOT / "tests"))
-        from reference import cyclegan_torch
-        self.torch, self.reference, self.device = torch, cyclegan_torch, torch.device(device)
-        model, optim, loss = config["model"], config["optim"], config["loss"]
-        blocks = model["blocks"] or (9 if model["size"] >= 256 else 6)
-        torch.manual_seed(0)
-        self.nets = {name: cyclegan_torch.init_weights(net).to(self.device).train() for name, net in (
-            ("g_ab", cyclegan_torch.TorchResnetGenerator(model["ngf"], blocks)),
-            ("g_ba", cyclegan_torch.TorchResnetGenerator(model["ngf"], blocks)),
-            ("d_a", cyclegan_torch.TorchPatchDiscriminator(model["ndf"], model["d_layers"])),
-            ("d_b", cyclegan_torch.TorchPatchDiscriminator(model["ndf"], model["d_layers"])))}
-        parameters = {side: [p for name in names for p in self.nets[name].parameters()]
-                      for side, names in (("g", ("g_ab", "g_ba")), ("d", ("d_a", "d_b")))}
-        self.optimizer_g = torch.optim.Adam(parameters["g"], optim["lr_g"], betas=tuple(optim["betas"]))
-        self.optimizer_d = torch.optim.Adam(parameters["d"], optim["lr_d"], betas=tuple(optim["betas"]))
-        self.pools = {side: cyclegan_torch.TorchImagePool(config["train"]["pool"]) for side in ("a", "b")}
-        self.weights = (loss["cycle"], loss["identity"])
-        self.images = [torch.from_numpy(b).to(self.device) for b in images]
-        self.rng, self.count = np.random.RandomState(0), 0
-
-    def iteration(self, level, alpha):
-        real_a, real_b = (self.images[(self.count + k) % len(self.images)] for k in (0, 1))
-        self.count += 2
-        self.reference.training_step(self.nets, self.optimizer_g, self.optimizer_d, self.pools, real_a, real_b,
-                                     self.rng, *self.weights)
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
 
 
 # ----- the workers ------------------------------------------------------------------------------
@@ -242,15 +92,16 @@ def jgan_worker(setup, answer, commands):
 
 
 def torch_worker(setup, answer, commands):
-    import time
-
     import torch
     torch.set_num_threads(setup["threads"])
     if setup["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("Jittor runs on CUDA but this PyTorch has no CUDA device; pass --device cpu")
-    images = synthetic_images(setup["batch"], setup["image_size"])
-    iteration = TorchTranslationIteration if registry.get(setup["config"]["arch"]).translates else TorchIteration
-    bench = iteration(setup["config"], images, setup["device"])
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference.training_torch import TorchIteration, TorchTranslationIteration
+    family = TorchTranslationIteration if registry.get(setup["config"]["arch"]).translates else TorchIteration
+    images = itertools.cycle([torch.from_numpy(b).to(setup["device"])
+                              for b in synthetic_images(setup["batch"], setup["image_size"])])
+    bench = family(setup["config"], {name: images for name in family.streams}, setup["device"])
     answer({"setup_mb": memory_mb()[0], "threads": torch.get_num_threads(), "torch": torch.__version__})
     for command in commands:
         if command["cmd"] == "iter":
@@ -377,15 +228,21 @@ COLUMNS = (("arch", "{:<8}", "arch"), ("size", "{:>4}", "px"), ("batch", "{:>5}"
            ("jgan_peak_mb", "{:>9.0f}", "jgan MiB"), ("torch_peak_mb", "{:>9.0f}", "torch MiB"))
 
 
-def format_row(row):
-    return " ".join(fmt.format(row[key]) for key, fmt, _ in COLUMNS)
+def column_width(fmt):
+    return int(fmt.strip("{}:<>").rstrip("fds").split(".")[0])
 
 
-def header():
+def format_row(row, columns=COLUMNS):
+    """One line of the table; a missing value (None) is a dash."""
+    return " ".join("-".rjust(column_width(fmt)) if row.get(key) is None else fmt.format(row[key])
+                    for key, fmt, _ in columns)
+
+
+def header(columns=COLUMNS):
     """Column titles, aligned as format_row aligns the values (left for text, right for numbers)."""
     titles = []
-    for _, fmt, title in COLUMNS:
-        width = int(fmt.strip("{}:<>").rstrip("fd").split(".")[0])
+    for _, fmt, title in columns:
+        width = column_width(fmt)
         titles.append(title.ljust(width) if "<" in fmt else title.rjust(width))
     return " ".join(titles)
 
@@ -400,22 +257,252 @@ def rows_of(args):
             yield arch, size
 
 
+# ----- end to end: train.py against the PyTorch reference loop ----------------------------------
+E2E_STEPS = (10, 40)     # the two run lengths (steps) of every arch; their difference removes start-up
+E2E_QUICK = {"archs": ("dcgan", "wgan-gp", "stylegan"), "steps": (5, 15)}
+E2E_COLUMNS = (("arch", "{:<8}", "arch"), ("size", "{:>4}", "px"), ("batch", "{:>5}", "batch"),
+               ("steps", "{:>7}", "steps"), ("side", "{:<5}", "side"), ("images_per_s", "{:>7.1f}", "img/s"),
+               ("speedup", "{:>7.2f}", "speedup"), ("fixed_s", "{:>7.1f}", "fixed s"),
+               ("step_ms", "{:>8.0f}", "step ms"), ("data_wait_ms", "{:>7.1f}", "data ms"),
+               ("host_syncs_per_step", "{:>5.1f}", "syncs"), ("host_sync_ms", "{:>7.0f}", "sync ms"),
+               ("log_ms", "{:>6.1f}", "log ms"), ("sample_s", "{:>8.2f}", "sample s"),
+               ("checkpoint_s", "{:>6.2f}", "ckpt s"))
+
+
+def e2e_device(device):
+    """auto: CUDA when the driver reports a device (as train.py's auto), else the CPU."""
+    if device != "auto":
+        return device
+    from jgan import runtime   # imports no Jittor
+    return "cuda" if runtime.cuda_device_count() else "cpu"
+
+
+def e2e_plan(arch, args, device):
+    """What both sides train for one arch: its preset at the preset's final size (a progressive arch
+    as one phase at that size, so that both sides train the same networks), train.py's flags, and
+    the configuration, size, batch, level and alpha the PyTorch loop takes."""
+    from jgan.config import load_config
+    from jgan.schedule import build_schedule
+    spec = registry.get(arch)
+    config = load_config(arch, device == "cuda", None, [])
+    flags = ["--arch", arch, "--device", device]
+    overrides = []
+    if spec.progressive:
+        size = config["progressive"]["max_size"]
+        flags += ["--init-size", str(size)]
+        overrides.append({"progressive": {"init_size": size}})
+    if args.tiny:
+        flags += [f"--set=model.{key}={json.dumps(value)}" for key, value in spec.tiny["model"].items()]
+        overrides.append(spec.tiny)
+    config = load_config(arch, device == "cuda", None, overrides)
+    phase = build_schedule(config).phase(0)
+    data = {"images": args.lmdb} if not spec.translates else {"a": args.lmdb, "b": args.lmdb_b}
+    return {"arch": arch, "config": config, "flags": flags, "data": data, "size": phase.size,
+            "batch": phase.batch, "level": phase.level, "alpha": phase.alpha, "device": device}
+
+
+def timed_run(launch, steps, clock=time.perf_counter):
+    """{"steps", "seconds", "parts"} of one run: its wall time by `clock`, start-up and exit included,
+    and what `launch(steps)` returns, the Stopwatch totals of the run's parts."""
+    started = clock()
+    parts = launch(steps)
+    return {"steps": steps, "seconds": clock() - started, "parts": parts}
+
+
+def median_run(runs):
+    """Runs of one length -> one: the median of the seconds and of each part's seconds and count."""
+    names = {name for run in runs for name in run["parts"]}
+    return {"steps": runs[0]["steps"], "seconds": statistics.median(run["seconds"] for run in runs),
+            "parts": {name: {key: statistics.median(run["parts"].get(name, {}).get(key, 0) for run in runs)
+                             for key in ("seconds", "count")} for name in sorted(names)}}
+
+
+def run_length_difference(short, long):
+    """(seconds per step, fixed seconds) from two runs of different lengths, as
+    seconds = fixed + steps * per_step: start-up, the first step's compilation, the last step's
+    sample grid and checkpoint and the exit are in both runs and drop out of the difference."""
+    if long["steps"] <= short["steps"]:
+        raise ValueError(f"the long run ({long['steps']} steps) must be longer than the short one ({short['steps']})")
+    per_step = (long["seconds"] - short["seconds"]) / (long["steps"] - short["steps"])
+    return per_step, short["seconds"] - short["steps"] * per_step
+
+
+def side_summary(short, long, batch, train):
+    """One side's row: images/s and milliseconds per step of each part from the difference of the
+    two runs (so at train.py's default cadence, start-up excluded); seconds per sample grid and per
+    checkpoint from the long run, and those spread over their default intervals."""
+    per_step, fixed = run_length_difference(short, long)
+    steps = long["steps"] - short["steps"]
+
+    def per_step_of(name, key="seconds"):
+        return (long["parts"].get(name, {}).get(key, 0) - short["parts"].get(name, {}).get(key, 0)) / steps
+
+    def per_event(name):
+        part = long["parts"].get(name)
+        return part["seconds"] / part["count"] if part and part["count"] else None
+
+    sample_s, checkpoint_s = per_event("sample"), per_event("checkpoint")
+    return {"step_ms": 1e3 * per_step, "images_per_s": batch / per_step if per_step > 0 else None, "fixed_s": fixed,
+            "data_wait_ms": 1e3 * per_step_of("data_wait"), "host_syncs_per_step": per_step_of("host_sync", "count"),
+            "host_sync_ms": 1e3 * per_step_of("host_sync"), "log_ms": 1e3 * per_step_of("log"),
+            "sample_s": sample_s, "checkpoint_s": checkpoint_s,
+            "sample_ms_at_default": None if sample_s is None else 1e3 * sample_s / train["sample_every"],
+            "checkpoint_ms_at_default": None if checkpoint_s is None else 1e3 * checkpoint_s / train["ckpt_every"],
+            "runs": [short, long]}
+
+
+def e2e_summary(plan, runs, threads):
+    """The JSON object of one arch from {side: {steps: [run, ...]}}."""
+    row = {"arch": plan["arch"], "size": plan["size"], "batch": plan["batch"], "device": plan["device"],
+           "threads": threads, "data": "lmdb"}
+    for side, by_steps in runs.items():
+        short, long = (median_run(by_steps[steps]) for steps in sorted(by_steps))
+        row[side] = side_summary(short, long, plan["batch"], plan["config"]["train"])
+    row["steps"] = "/".join(str(steps) for steps in sorted(runs["jgan"]))
+    measured = row["jgan"]["step_ms"] > 0 and row["torch"]["step_ms"] > 0
+    row["speedup"] = row["torch"]["step_ms"] / row["jgan"]["step_ms"] if measured else None
+    return row
+
+
+def e2e_lines(row):
+    """The table's two lines of one arch: jgan's (with the speedup) and the PyTorch loop's."""
+    shared = {key: row[key] for key in ("arch", "size", "batch", "steps")}
+    return [format_row({**shared, "side": "jgan", "speedup": row["speedup"], **row["jgan"]}, E2E_COLUMNS),
+            format_row({**shared, "side": "torch", **row["torch"]}, E2E_COLUMNS)]
+
+
+def e2e_launcher(side, plan, folder, args):
+    """launch(steps) for one side: runs train.py (jgan) or the PyTorch loop in a fresh process with
+    `args.threads` threads, and returns the Stopwatch totals the process wrote."""
+    runs = itertools.count()
+
+    def launch(steps):
+        name = f"{plan['arch']}-{side}-{steps}-{next(runs)}"
+        parts = folder / f"{name}.json"
+        if side == "jgan":
+            setup = {"argv": [*plan["data"].values(), *plan["flags"], "--iters", str(steps), "--name", name,
+                              "--checkpoint-dir", str(folder / "checkpoint"), "--sample-dir", str(folder / "sample")]}
+        else:
+            setup = {key: plan[key] for key in ("config", "data", "size", "batch", "level", "alpha", "device")}
+            setup.update(steps=steps, run_dir=str(folder / "torch" / name), threads=args.threads)
+        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        with open(folder / f"{name}.log", "w+") as log:
+            result = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", f"e2e-{side}",
+                                     "--setup", json.dumps({**setup, "parts": str(parts)})],
+                                    stdout=log, stderr=log, env=env)
+            if result.returncode:
+                log.seek(0)
+                tail = "".join(log.readlines()[-15:])
+                raise RuntimeError(f"the {side} run of {steps} steps exited with {result.returncode}:\n{tail}")
+        return json.loads(parts.read_text())
+
+    return launch
+
+
+def e2e_row(arch, args, device, folder):
+    """Both sides of one arch, each run at both lengths `args.repeats` times, alternating which
+    side goes first; returns the arch's JSON object."""
+    plan = e2e_plan(arch, args, device)
+    launchers = {side: e2e_launcher(side, plan, folder, args) for side in ("jgan", "torch")}
+    runs = {"jgan": {}, "torch": {}}
+    turn = 0
+    for _ in range(args.repeats):
+        for steps in args.steps:
+            for side in ("jgan", "torch") if turn % 2 == 0 else ("torch", "jgan"):
+                runs[side].setdefault(steps, []).append(timed_run(launchers[side], steps))
+            turn += 1
+    return e2e_summary(plan, runs, args.threads)
+
+
+def e2e_jgan_worker(setup):
+    """train.py's main, as `python train.py ARGV` runs it, with a Stopwatch installed; its totals
+    are written to setup["parts"] (also when the run fails)."""
+    import importlib.util
+
+    from jgan import stopwatch
+    from jgan.cli import run
+    watch = stopwatch.install(stopwatch.Stopwatch())
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    try:
+        run(train.main, train.build_parser(), setup["argv"])
+    finally:
+        Path(setup["parts"]).write_text(json.dumps(watch.totals()))
+
+
+def e2e_torch_worker(setup):
+    """The PyTorch reference loop (tests/reference/training_torch.py) for setup["steps"] steps."""
+    import torch
+    torch.set_num_threads(setup["threads"])
+    if setup["device"] == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.py runs on CUDA but this PyTorch has no CUDA device; pass --device cpu")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from jgan.stopwatch import Stopwatch
+    from reference.training_torch import TorchTrainingRun
+    watch = Stopwatch()
+    try:
+        run = TorchTrainingRun(setup["config"], setup["data"], setup["size"], setup["batch"], setup["level"],
+                               setup["alpha"], setup["run_dir"], setup["device"], watch)
+        run.train(setup["steps"])
+    finally:
+        Path(setup["parts"]).write_text(json.dumps(watch.totals()))
+
+
+def second_domain(lmdb, folder):
+    """A copy of the LMDB in `folder`: CycleGAN trains on two domains, and train.py refuses one LMDB twice."""
+    import shutil
+    copy = folder / "domain-b"
+    shutil.copytree(lmdb, copy)
+    return str(copy)
+
+
+def e2e_main(args):
+    device = e2e_device(args.device)
+    print(f"bench: --e2e: train.py and the PyTorch loop at each preset's size and batch, {args.threads} "
+          f"threads each, {args.steps[0]} and {args.steps[1]} steps, {args.repeats} time(s), on {device}",
+          file=sys.stderr)
+    warn_if_loaded()
+    print(header(E2E_COLUMNS), flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="jgan-e2e-") as folder:
+        folder = Path(folder)
+        args.lmdb_b = (second_domain(args.lmdb, folder)
+                       if any(registry.get(arch).translates for arch in args.archs) else None)
+        for arch in args.archs:
+            try:
+                row = e2e_row(arch, args, device, folder)
+            except RuntimeError as error:
+                print(f"bench: {arch} failed: {error}", file=sys.stderr)
+                continue
+            rows.append(row)
+            print("\n".join(e2e_lines(row)), flush=True)
+            if row["speedup"] is None:
+                print(f"bench: {arch}: a long run took no longer than its short run, so the machine was too busy "
+                      f"to measure a step; pass longer --steps", file=sys.stderr)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
+    return 0 if rows else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description="Time one training iteration of jgan and of the "
                                      "PyTorch reference, alternating, in separate worker processes.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--archs", nargs="+", choices=registry.names(),
-                        default=list(registry.TABLE_ARCHS) + list(registry.names(translates=True)))
+                        help=f"architectures (default: {' '.join(ITERATION_ARCHS)}; with --e2e every registered "
+                             f"one, {' '.join(E2E_QUICK['archs'])} with --e2e --quick)")
     parser.add_argument("--sizes", nargs="+", type=int,
                         help=f"image sizes of every arch (default: progressive archs such as stylegan "
                              f"{PROGRESSIVE_SIZES}, the DCGAN family {FIXED_SIZES})")
     parser.add_argument("--batch", type=int, help="batch of every row (default: the presets', "
                         f"{QUICK['batch']} with --quick)")
     parser.add_argument("--repeats", type=int,
-                        help=f"timed iterations per side (default 10, {QUICK['repeats']} with --quick)")
+                        help=f"timed iterations per side (default 10, {QUICK['repeats']} with --quick); with "
+                             f"--e2e: runs of each length per side (default 1)")
     parser.add_argument("--warmup", type=int, help="untimed first iterations per side (default 2)")
-    parser.add_argument("--check", type=int, default=2,
-                        help="jgan iterations after the timed ones that count recompiles")
+    parser.add_argument("--check", type=int,
+                        help="jgan iterations after the timed ones that count recompiles (default 2)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="threads of both frameworks (OMP_NUM_THREADS, torch.set_num_threads)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -427,8 +514,17 @@ def build_parser():
     parser.add_argument("--mpi", action="store_true",
                         help="instead: train.py under mpirun with 1 and 2 ranks at the same global batch "
                              "(s/iter and efficiency; needs --lmdb)")
-    parser.add_argument("--lmdb", default="lmdb", help="data for --mpi (made by prepare_data.py)")
-    parser.add_argument("--worker", choices=("jgan", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--e2e", action="store_true",
+                        help="instead: time train.py itself (LMDB reading, loader threads, logs, sample grids, "
+                             "checkpoints) against a PyTorch loop over the same LMDB, every arch at its preset's "
+                             "size and batch, and break jgan's time down (needs --lmdb)")
+    parser.add_argument("--steps", nargs=2, type=int, metavar=("SHORT", "LONG"),
+                        help=f"with --e2e: the two run lengths whose difference removes start-up (default "
+                             f"{E2E_STEPS[0]} {E2E_STEPS[1]}, {E2E_QUICK['steps'][0]} {E2E_QUICK['steps'][1]} "
+                             f"with --quick)")
+    parser.add_argument("--lmdb", default="lmdb", help="data for --mpi and --e2e (made by prepare_data.py)")
+    parser.add_argument("--worker", choices=("jgan", "torch", "e2e-jgan", "e2e-torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
     return parser
 
 
@@ -471,26 +567,78 @@ def mpi_main(args):
     return 0 if rows else 1
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.worker:
-        return serve(args.worker)
-    args.repeats = args.repeats or (QUICK["repeats"] if args.quick else 10)
-    args.warmup = QUICK["warmup"] if args.warmup is None else args.warmup
-    args.batch = args.batch or (QUICK["batch"] if args.quick else None)
-    args.fixed_sizes = QUICK["sizes"] if args.quick else FIXED_SIZES
-    args.progressive_sizes = QUICK["progressive_sizes"] if args.quick else PROGRESSIVE_SIZES
-    if min(args.repeats, args.threads) < 1 or args.warmup < 0 or args.check < 0:
-        sys.exit("bench: --repeats and --threads must be at least 1, --warmup and --check at least 0")
-    if args.mpi:
-        return mpi_main(args)
-    print(f"bench: {args.threads} threads per framework, synthetic images, median of "
-          f"{args.repeats} iterations after {args.warmup} warm-up ones", file=sys.stderr)
+class FlagError(Exception):
+    """A flag, or a combination of flags, that bench.py cannot run: one sentence, exit code 2."""
+
+
+E2E_ONLY = ("--steps",)
+NOT_E2E = ("--sizes", "--batch", "--warmup", "--check", "--mpi")   # e2e trains the presets' sizes and batches
+
+
+def given(args, flag):
+    value = getattr(args, flag[2:].replace("-", "_"))
+    return value not in (None, False)
+
+
+def check_flags(args):
+    """Refuses combinations that mean nothing, before any process starts."""
+    if args.e2e:
+        wrong = [flag for flag in NOT_E2E if given(args, flag)]
+        if wrong:
+            raise FlagError(f"{wrong[0]} does not apply to --e2e, which trains every arch at its preset's size "
+                            f"and batch; drop {wrong[0]}")
+        if args.steps and not 0 < args.steps[0] < args.steps[1]:
+            raise FlagError(f"--steps takes two run lengths, the short one first and at least 1, got "
+                            f"{args.steps[0]} {args.steps[1]}")
+        if not Path(args.lmdb).is_dir():
+            raise FlagError(f"--e2e trains on the LMDB {args.lmdb}, which does not exist; make it with "
+                            f"`python prepare_data.py --out {args.lmdb} FOLDER` or pass --lmdb")
+    else:
+        wrong = [flag for flag in E2E_ONLY if given(args, flag)]
+        if wrong:
+            raise FlagError(f"{wrong[0]} sets the run lengths of --e2e; add --e2e or drop {wrong[0]}")
+    if args.repeats is not None and args.repeats < 1 or args.threads < 1:
+        raise FlagError("--repeats and --threads must be at least 1")
+    if args.warmup is not None and args.warmup < 0 or args.check is not None and args.check < 0:
+        raise FlagError("--warmup and --check must be at least 0")
+
+
+def warn_if_loaded():
     load = os.getloadavg()[0]
     if load > 0.5:
         print(f"bench: the load average is already {load:.1f} on {os.cpu_count()} cores; other processes "
               f"slow both sides unevenly (--threads 1 suffers least), so read the times as indicative",
               file=sys.stderr)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.worker in ("e2e-jgan", "e2e-torch"):
+        return (e2e_jgan_worker if args.worker == "e2e-jgan" else e2e_torch_worker)(json.loads(args.setup))
+    if args.worker:
+        return serve(args.worker)
+    try:
+        check_flags(args)
+    except FlagError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    if args.e2e:
+        args.archs = args.archs or list(E2E_QUICK["archs"] if args.quick else registry.names())
+        args.steps = args.steps or (E2E_QUICK["steps"] if args.quick else E2E_STEPS)
+        args.repeats = args.repeats or 1
+        return e2e_main(args)
+    args.archs = args.archs or list(ITERATION_ARCHS)
+    args.repeats = args.repeats or (QUICK["repeats"] if args.quick else 10)
+    args.warmup = QUICK["warmup"] if args.warmup is None else args.warmup
+    args.check = 2 if args.check is None else args.check
+    args.batch = args.batch or (QUICK["batch"] if args.quick else None)
+    args.fixed_sizes = QUICK["sizes"] if args.quick else FIXED_SIZES
+    args.progressive_sizes = QUICK["progressive_sizes"] if args.quick else PROGRESSIVE_SIZES
+    if args.mpi:
+        return mpi_main(args)
+    print(f"bench: {args.threads} threads per framework, synthetic images, median of "
+          f"{args.repeats} iterations after {args.warmup} warm-up ones", file=sys.stderr)
+    warn_if_loaded()
     print(header(), flush=True)
     rows = []
     for arch, size in rows_of(args):

@@ -134,26 +134,6 @@ def run_folder(checkpoint_dir, side):
 
 
 # ----- the PyTorch reference --------------------------------------------------------------------------
-class FlippedImages:
-    """jgan.data.ImageDataset as a map-style PyTorch dataset, each image mirrored with probability 1/2
-    (Python's `random`, which PyTorch seeds in each loader worker)."""
-
-    def __init__(self, path, size, flip):
-        from jgan.data import ImageDataset
-        self.path, self.size, self.flip = path, size, flip
-        self.dataset, self.pid = ImageDataset(path, size), os.getpid()
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        if self.pid != os.getpid():   # a forked loader worker opens the LMDB again
-            from jgan.data import ImageDataset
-            self.dataset, self.pid = ImageDataset(self.path, self.size), os.getpid()
-        mirrored = self.flip and random.random() < 0.5
-        return self.dataset[index + len(self.dataset) * mirrored]
-
-
 class TorchSampler:
     """A PyTorch generator called as jgan's metrics call one: latents (a jt.Var) -> images (a CPU tensor)."""
 
@@ -172,12 +152,12 @@ class TorchDCGANRun:
 
     def __init__(self, recipe, lmdb, folder, device, threads):
         from jgan import runtime
-        from jgan.data import check_batch_size
         torch = self.torch = runtime.import_torch()
         torch.set_num_threads(threads)
         sys.path.insert(0, str(ROOT / "tests"))
         from reference import losses_torch
         from reference.dcgan_torch import torch_networks
+        from reference.training_torch import endless, lmdb_loader
         model, optim, train = recipe["model"], recipe["optim"], recipe["train"]
         self.recipe, self.folder, self.losses = recipe, folder, losses_torch
         self.device = torch.device(device)
@@ -190,18 +170,9 @@ class TorchDCGANRun:
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), optim["lr_d"], betas=betas)
         torch.manual_seed(train["seed"])
         random.seed(train["seed"])
-        dataset = FlippedImages(lmdb, model["size"], train["flip"])
-        check_batch_size(train["batch"], dataset.dataset)
-        workers = train["num_workers"]
-        self.loader = torch.utils.data.DataLoader(dataset, batch_size=train["batch"], shuffle=True, drop_last=True,
-                                                  num_workers=workers, persistent_workers=workers > 0)
-        self.batches = self.endless_batches()
+        self.batches = endless(lmdb_loader(lmdb, model["size"], train["batch"], train["num_workers"], train["flip"]))
         self.steps = self.images = 0
         self.warmup_seconds = None
-
-    def endless_batches(self):
-        while True:
-            yield from self.loader
 
     def step(self):
         torch, losses = self.torch, self.losses

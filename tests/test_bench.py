@@ -1,9 +1,13 @@
 """scripts/bench.py: one tiny WGAN-GP row runs in both frameworks and is written as the JSON schema
-promises. Times are only checked to be positive: timings are not specifications."""
+promises (times are only checked to be positive: timings are not specifications); --e2e's
+arithmetic on a fake clock, its table, its flag checks and the PyTorch loop it compares with."""
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
 FIELDS = {"arch": str, "size": int, "batch": int, "n_critic": int, "threads": int, "device": str,
@@ -29,3 +33,144 @@ def test_a_tiny_row_writes_the_json_schema(tmp_path):
     assert abs(row["speedup"] - row["torch_s"] / row["jgan_s"]) <= 1e-9 * row["speedup"], (
         f"speedup {row['speedup']} is not torch_s / jgan_s = {row['torch_s'] / row['jgan_s']}")
     assert row["recompiles"] >= 0
+
+
+# ----- --e2e ------------------------------------------------------------------------------------
+def bench_module():
+    """scripts/bench.py as a module (its parent side imports neither framework)."""
+    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = bench_module()
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def fake_run(clock, steps, startup, per_step, parts_per_step):
+    """A run that costs `startup` plus `per_step` a step on the fake clock, and reports parts that
+    grow the same way (a start-up share of 1 s each)."""
+    def launch(n):
+        clock.now += startup + n * per_step
+        return {name: {"seconds": 1.0 + n * seconds, "count": 2 + n * count}
+                for name, (seconds, count) in parts_per_step.items()}
+    return bench.timed_run(launch, steps, clock)
+
+
+def test_the_difference_of_two_run_lengths_removes_start_up():
+    clock = FakeClock()
+    short = fake_run(clock, 5, startup=30.0, per_step=0.5, parts_per_step={})
+    long = fake_run(clock, 15, startup=30.0, per_step=0.5, parts_per_step={})
+    assert (short["seconds"], long["seconds"]) == (32.5, 37.5)
+    per_step, fixed = bench.run_length_difference(short, long)
+    assert per_step == pytest.approx(0.5) and fixed == pytest.approx(30.0), (per_step, fixed)
+
+
+def test_a_side_reports_images_per_second_and_its_parts_per_step():
+    clock = FakeClock()
+    parts = {"data_wait": (0.004, 1), "host_sync": (0.1, 2), "log": (0.002, 0.1),
+             "sample": (0.0, 0), "checkpoint": (0.0, 0)}
+    short, long = (fake_run(clock, n, 20.0, 0.25, parts) for n in (10, 40))
+    side = bench.side_summary(short, long, batch=64, train={"sample_every": 500, "ckpt_every": 2000})
+    assert side["images_per_s"] == pytest.approx(64 / 0.25)
+    assert side["fixed_s"] == pytest.approx(20.0)
+    assert side["data_wait_ms"] == pytest.approx(4.0) and side["host_sync_ms"] == pytest.approx(100.0)
+    assert side["host_syncs_per_step"] == pytest.approx(2.0) and side["log_ms"] == pytest.approx(2.0)
+    assert side["sample_s"] == pytest.approx(0.5), "seconds per grid: the long run's 1 s over its 2 grids"
+    assert side["sample_ms_at_default"] == pytest.approx(1.0), "0.5 s spread over 500 steps"
+
+
+def test_speedup_is_the_reference_time_over_jgan_time_and_the_table_has_its_columns():
+    clock = FakeClock()
+    runs = {"jgan": {n: [fake_run(clock, n, 10.0, 0.2, {})] for n in (5, 15)},
+            "torch": {n: [fake_run(clock, n, 5.0, 0.3, {})] for n in (5, 15)}}
+    plan = {"arch": "dcgan", "size": 64, "batch": 64, "device": "cpu",
+            "config": {"train": {"sample_every": 500, "ckpt_every": 2000}}}
+    row = bench.e2e_summary(plan, runs, threads=2)
+    assert row["speedup"] == pytest.approx(1.5) and row["steps"] == "5/15"
+    titles = bench.header(bench.E2E_COLUMNS).split()
+    for title in ("img/s", "speedup", "fixed", "data", "syncs", "sync", "log", "sample", "ckpt"):
+        assert title in titles, f"no {title!r} column in {titles}"
+    jgan_line, torch_line = bench.e2e_lines(row)
+    assert jgan_line.split()[:5] == ["dcgan", "64", "64", "5/15", "jgan"] and torch_line.split()[4] == "torch"
+    assert float(jgan_line.split()[5]) == pytest.approx(320.0, abs=0.1), jgan_line
+    assert torch_line.split()[6] == "-", f"the speedup belongs on jgan's line only: {torch_line}"
+    assert len(jgan_line) == len(torch_line) == len(bench.header(bench.E2E_COLUMNS))
+
+
+def test_a_long_run_no_slower_than_the_short_one_has_no_speed():
+    clock = FakeClock()
+    runs = {side: {5: [fake_run(clock, 5, 10.0, 0.2, {})], 15: [fake_run(clock, 15, 7.0, 0.2, {})]}
+            for side in ("jgan", "torch")}
+    row = bench.e2e_summary({"arch": "dcgan", "size": 64, "batch": 64, "device": "cpu",
+                             "config": {"train": {"sample_every": 1, "ckpt_every": 1}}}, runs, threads=2)
+    assert row["jgan"]["images_per_s"] is None and row["speedup"] is None
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--e2e", "--sizes", "32"], "--sizes does not apply to --e2e"),
+    (["--e2e", "--batch", "8"], "--batch does not apply to --e2e"),
+    (["--e2e", "--mpi"], "--mpi does not apply to --e2e"),
+    (["--steps", "5", "15"], "add --e2e"),
+    (["--e2e", "--steps", "15", "5"], "the short one first"),
+    (["--e2e", "--lmdb", "no-such-lmdb"], "does not exist"),
+])
+def test_bad_flag_combinations_are_one_sentence_and_exit_2(flags, says):
+    result = subprocess.run([sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, f"{flags}: exit {result.returncode}\n{result.stderr}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], f"{flags}: {result.stderr!r}"
+
+
+def test_the_torch_loop_keeps_train_py_cadence(tiny_lmdb, tmp_path):
+    """The reference loop the e2e rows compare with: per step one data wait and two host syncs, a log
+    line every log_every steps, a grid and a checkpoint at its last step."""
+    sys.path.insert(0, str(SCRIPT.parent.parent / "tests"))
+    from jgan.config import load_config
+    from jgan.stopwatch import Stopwatch
+    from reference.training_torch import TorchTrainingRun
+    config = load_config("dcgan", False, None, [{
+        "model": {"size": 16, "nz": 8, "ngf": 8, "ndf": 8},
+        "train": {"batch": 4, "num_workers": 0, "n_sample": 4, "log_every": 2, "sample_every": 100,
+                  "ckpt_every": 100}}])
+    watch = Stopwatch()
+    TorchTrainingRun(config, {"images": str(tiny_lmdb)}, 16, 4, 2, 1.0, str(tmp_path), "cpu", watch).train(4)
+    counts = {name: part["count"] for name, part in watch.totals().items()}
+    assert counts == {"step": 4, "data_wait": 4, "host_sync": 8, "log": 2, "sample": 1, "checkpoint": 1}, counts
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "0000004.png").is_file()
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_torch_translation_loop_reads_both_domains_and_its_three_losses(tiny_lmdb, tmp_path):
+    """CycleGAN's reference loop: per step a batch of each domain and three losses read on the host;
+    the grid's fixed images are one more batch of each domain, drawn before the first step."""
+    sys.path.insert(0, str(SCRIPT.parent.parent / "tests"))
+    from jgan.config import load_config
+    from jgan.stopwatch import Stopwatch
+    from reference.training_torch import TorchTrainingRun
+    config = load_config("cyclegan", False, None, [{
+        "model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1},
+        "train": {"batch": 2, "num_workers": 0, "n_sample": 2, "log_every": 1, "sample_every": 100,
+                  "ckpt_every": 100}}])
+    watch = Stopwatch()
+    data = {"a": str(tiny_lmdb), "b": str(tiny_lmdb)}
+    TorchTrainingRun(config, data, 32, 2, 3, 1.0, str(tmp_path), "cpu", watch).train(2)
+    counts = {name: part["count"] for name, part in watch.totals().items()}
+    assert counts == {"data_wait": 6, "step": 2, "host_sync": 6, "log": 2, "sample": 1, "checkpoint": 1}, counts
+
+
+def test_the_torch_loop_reads_the_lmdb_without_jittor():
+    """Its process measures PyTorch alone: jgan.data imports Jittor only to make jgan's batches."""
+    code = ("import sys; sys.path[:0] = ['.', 'tests']; import reference.training_torch; "
+            "print('jittor' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=SCRIPT.parent.parent)
+    assert result.stdout.strip() == "False", f"jittor imported: {result.stdout!r} {result.stderr[-500:]}"

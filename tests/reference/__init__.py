@@ -1,1 +1,1 @@
-"""Independent PyTorch references for the parity tests (torch is a test-only dependency)."""
+"""Independent PyTorch references for the parity tests and the benchmarks (torch is a test-only dependency)."""

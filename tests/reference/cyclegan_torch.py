@@ -137,7 +137,7 @@ def linear_policy(n_constant, n_decay):
 def training_step(nets, optimizer_g, optimizer_d, pools, real_a, real_b, rng, lambda_cycle=10.0,
                   lambda_identity=0.5):
     """optimize_parameters: G update with the discriminators frozen, then both discriminators on
-    pooled fakes (fake_B's pool first). Returns the losses as floats."""
+    pooled fakes (fake_B's pool first). Returns the losses, detached (reading them syncs a device)."""
     for name in ("d_a", "d_b"):
         nets[name].requires_grad_(False)
     optimizer_g.zero_grad()
@@ -152,7 +152,7 @@ def training_step(nets, optimizer_g, optimizer_d, pools, real_a, real_b, rng, la
     loss_a = discriminator_loss(nets["d_a"], real_a, pools["a"].query(fake_a, rng))
     loss_a.backward()
     optimizer_d.step()
-    return {"g": terms["total"].item(), "d_a": loss_a.item(), "d_b": loss_b.item()}
+    return {"g": terms["total"].detach(), "d_a": loss_a.detach(), "d_b": loss_b.detach()}
 
 
 def numpy_state(module):
