@@ -116,10 +116,12 @@ def main(args):
     print(runtime.startup_line(), file=sys.stderr)
     source = chosen_source(args)
     kind, where = pretrained.locate(source, args.checkpoint_dir)
-    if kind == "checkpoint" and (args.translate is not None or
-                                 registry.get(checkpoint.load_checkpoint(where)["arch"]).translates):
+    if kind == "pretrained":
+        generator = pretrained.load_trained(where, ema=not args.no_ema)
+    elif args.translate is not None or registry.get(checkpoint.load_checkpoint(where)["arch"]).translates:
         return translate(args, where, out)
-    generator = generation.load_trained(where, ema=not args.no_ema)
+    else:
+        generator = generation.load_trained(where, ema=not args.no_ema)
     if generator.name and (args.progress or args.translate is not None):
         flag = "--progress" if args.progress else "--translate"
         raise ConfigError(f"{flag} needs a run's checkpoints, but {generator.name} is a pretrained model "

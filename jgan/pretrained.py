@@ -257,6 +257,8 @@ def training_seconds(run_dir):
 
 
 def duration(seconds):
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
@@ -386,12 +388,20 @@ def run_rows(checkpoint_dir):
     return rows
 
 
+def shown(path):
+    """`path` relative to the working directory when it is under it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def listing(checkpoint_dir="checkpoint", root=None):
     """generate.py --list: the runs and the pretrained models, as lines of text."""
     lines = [f"runs in {checkpoint_dir}/:"]
     lines += [f"  {name}  {arch}  {path}" for name, arch, path in run_rows(checkpoint_dir)] or ["  (none)"]
     manifest = read_manifest(root)
-    lines.append(f"pretrained models in {folder(root)}/ ({MANIFEST}):")
+    lines.append(f"pretrained models in {shown(folder(root))}/ ({MANIFEST}):")
     for item in manifest["models"]:
         swd = f"SWD {item['swd']:.1f}" if item.get("swd") is not None else "SWD not measured"
         default = "  (default)" if item.get("name") == manifest["default"] else ""
