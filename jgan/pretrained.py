@@ -161,10 +161,6 @@ def locate(source, checkpoint_dir=None, root=None):
     return "pretrained", text
 
 
-def is_pretrained(source, checkpoint_dir=None, root=None):
-    return locate(source, checkpoint_dir, root)[0] == "pretrained"
-
-
 def load_weights(source, root=None):
     """(name, path, meta, state) of pretrained model `source` (a name or a .npz path); a listed
     model's file is checked against the manifest first."""
