@@ -1,6 +1,8 @@
-"""Make images and figures from a trained generator.
+"""Make images and figures from a trained generator or a pretrained model.
 
-    python generate.py                              # 8x8 grid from the newest run
+    python generate.py                              # 8x8 grid from the newest run (none: the pretrained default)
+    python generate.py --list                       # the runs and the pretrained models
+    python generate.py -g emoji-stylegan --mixing   # a pretrained model by name (or -g pretrained/NAME)
     python generate.py -g checkpoint/wganp -s --walk --progress
     python generate.py -g checkpoint/pggan --interpolate
     python generate.py --mixing --noise             # newest StyleGAN run
@@ -22,8 +24,11 @@ LATENT_FIGURES = ("walk", "progress", "interpolate", "mixing", "noise", "truncat
 def build_parser():
     parser = ArgumentParser(description="Generate images and figures from a jgan checkpoint.")
     parser.add_argument("-g", "--checkpoint",
-                        help="checkpoint file or run folder (default: the newest run in --checkpoint-dir)")
+                        help="checkpoint file, run folder, run name in --checkpoint-dir, or pretrained model "
+                             "(NAME or pretrained/NAME; see --list) (default: the newest run in --checkpoint-dir; "
+                             "with no run there, the pretrained default model)")
     parser.add_argument("--checkpoint-dir", default="checkpoint", help="where runs are looked for")
+    parser.add_argument("--list", action="store_true", help="list the runs and the pretrained models, and exit")
     parser.add_argument("--out", default="results", help="output folder")
     value_flag(parser, "--n", Annotated[int, Field(ge=1, le=4096)], "number of images in the sample grid", default=64)
     value_flag(parser, "--nrow", AT_LEAST_ONE, "images per grid row", default=8)
@@ -79,24 +84,52 @@ def translate(args, source, out):
     print(figure)
 
 
+def chosen_source(args):
+    """-g as given; else the newest run (of StyleGAN for its figures); else, when there is no run
+    at all, the pretrained default model, said in one line."""
+    from jgan import checkpoint, pretrained, registry
+
+    if args.checkpoint:
+        return args.checkpoint
+    default = pretrained.default_name()
+    if not pretrained.run_rows(args.checkpoint_dir) and default is not None:
+        print(f"generate: no run in {args.checkpoint_dir}/, so the pretrained model {default} draws the figures "
+              f"(train one, or pick another with -g)", file=sys.stderr)
+        return f"pretrained/{default}"
+    style_figure = args.mixing or args.noise
+    return checkpoint.newest_run(args.checkpoint_dir, registry.names(styled=True) if style_figure else None)
+
+
 def main(args):
     from jgan import registry, runtime
 
     runtime.init(args.device)
-    from jgan import checkpoint, generation, visual
+    from jgan import checkpoint, generation, pretrained, visual
+
+    if args.list:
+        print("\n".join(pretrained.listing(args.checkpoint_dir)))
+        return
+    from jgan.errors import ConfigError
 
     mixing_range = generation.parse_mixing_range(args.mixing_range)
     out = writable_folder(args.out, "--out")
     print(runtime.startup_line(), file=sys.stderr)
-    style_figure = args.mixing or args.noise
-    source = args.checkpoint or checkpoint.newest_run(args.checkpoint_dir,
-                                                      registry.names(styled=True) if style_figure else None)
-    if args.translate is not None or registry.get(checkpoint.load_checkpoint(source)["arch"]).translates:
-        return translate(args, source, out)
-    generator = generation.load_trained(source, ema=not args.no_ema)
+    source = chosen_source(args)
+    kind, where = pretrained.locate(source, args.checkpoint_dir)
+    if kind == "pretrained":
+        generator = pretrained.load_trained(where, ema=not args.no_ema)
+    elif args.translate is not None or registry.get(checkpoint.load_checkpoint(where)["arch"]).translates:
+        return translate(args, where, out)
+    else:
+        generator = generation.load_trained(where, ema=not args.no_ema)
+    if generator.name and (args.progress or args.translate is not None):
+        flag = "--progress" if args.progress else "--translate"
+        raise ConfigError(f"{flag} needs a run's checkpoints, but {generator.name} is a pretrained model "
+                          f"(its final generator alone); drop {flag} or pass -g with a run")
     truncation = generator.truncation_inputs(args.truncation, args.truncation_cutoff)
-    prefix = f"{Path(generator.checkpoint).parent.name}-{generator.run_step:07d}"
-    print(f"generate: {generator.arch} from {generator.checkpoint} ({generator.size} px)", file=sys.stderr)
+    prefix = generator.label
+    origin = f"pretrained model {generator.name} ({generator.checkpoint})" if generator.name else generator.checkpoint
+    print(f"generate: {generator.arch} from {origin} ({generator.size} px)", file=sys.stderr)
     written = []
     images, sample_grid = generation.sample_grid(generator, args.n, args.nrow, args.seed, **truncation)
     written.append(visual.save_image(sample_grid, out / f"{prefix}-samples.png"))

@@ -3,6 +3,7 @@
     python train.py lmdb --arch wgan-gp --size 64
     python train.py lmdb --arch stylegan --max-size 64
     python train.py lmdb --arch stylegan --name my-run --resume
+    python train.py lmdb --arch stylegan --init-from emoji-stylegan --init-size 64   # fine-tune a pretrained model
     python train.py lmdb_a lmdb_b --arch cyclegan   # an unpaired image-to-image task: one LMDB per domain
 """
 import sys
@@ -42,6 +43,10 @@ def build_parser():
                         help="override any configuration value, e.g. --set model.ngf=32 (repeatable)")
     parser.add_argument("--name", help="run name: checkpoint/NAME and sample/NAME (default: the arch)")
     parser.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint")
+    parser.add_argument("--init-from", metavar="SOURCE",
+                        help="start the new run's generator and its EMA from a pretrained model (NAME or "
+                             "pretrained/NAME), a run (its name in --checkpoint-dir, or its folder) or a checkpoint "
+                             "file (its EMA generator); its arch and model section must match the run's")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="auto = CUDA when Jittor has it")
     parser.add_argument("--checkpoint-dir", default="checkpoint", help="where run folders are written")
@@ -123,8 +128,11 @@ def chosen_arch(args):
 
 
 def check_flags_apply(args):
-    """Flags of progressive or StyleGAN architectures are refused for the others."""
+    """Flags of progressive or StyleGAN architectures are refused for the others; --init-from
+    starts a new run."""
     from jgan.errors import ConfigError
+    if args.init_from and args.resume:
+        raise ConfigError("--init-from starts a new run, and --resume continues one; drop one of them")
     arch = registry.get(args.arch)
     for flags, capability, kind in ((PROGRESSIVE_FLAGS, "progressive", "progressive-growing"),
                                     (STYLED_FLAGS, "styled", "StyleGAN")):
@@ -160,6 +168,14 @@ def run_config(args, run_dir, has_cuda):
     return config, document
 
 
+def initial_generator(args, config):
+    """The generator weights --init-from names, checked against the new run's configuration."""
+    from jgan import pretrained
+    source = pretrained.generator_source(args.init_from, args.checkpoint_dir)
+    pretrained.check_compatible(source, config)
+    return source
+
+
 def main(args):
     from contextlib import nullcontext
     from pathlib import Path
@@ -182,6 +198,7 @@ def main(args):
     writable_folder(Path(args.sample_dir) / name, "--sample-dir")
     with runlock.hold(run_dir) if is_main_process() else nullcontext():
         config, document = run_config(args, run_dir, device == "cuda")
+        source = initial_generator(args, config) if args.init_from else None
         preset = registry.get(args.arch).preset_path(device == "cuda").stem if args.config is None else args.config
         say = print if is_main_process() else (lambda *a, **k: None)
         ranks = f", {jt.world_size} MPI ranks" if jt.in_mpi else ""
@@ -193,6 +210,12 @@ def main(args):
         if document is not None:
             trainer.restore(document)
             say(f"train: resumed {document['path']} at step {trainer.step}", file=sys.stderr)
+        if source is not None:
+            trainer.start_from(source["state"], source["label"])
+            say(f"train: generator and its EMA start from the {source['label']}, {source['size']} px", file=sys.stderr)
+            if registry.get(args.arch).progressive and config["progressive"]["init_size"] < source["size"]:
+                say(f"train: the run grows from {config['progressive']['init_size']} px; pass --init-size "
+                    f"{source['size']} to fine-tune at the generator's size", file=sys.stderr)
         seconds = None if args.minutes is None else args.minutes * 60
         path = trainer.train(config["train"]["iters"], seconds)
     say(f"train: done, step {trainer.step}; checkpoint {path}, samples in {trainer.sample_dir}")

@@ -1,5 +1,7 @@
-"""Using a trained generator: loading it from a checkpoint and making the figures of generate.py."""
+"""Using a trained generator: loading it from a checkpoint or a pretrained model and making the
+figures of generate.py."""
 from dataclasses import dataclass
+from pathlib import Path
 
 import jittor as jt
 import numpy as np
@@ -24,6 +26,7 @@ class TrainedGenerator:
     checkpoint: str = ""
     sample_inputs: np.ndarray = None   # the run's fixed sample latents
     run_step: int = 0           # the training step of the checkpoint
+    name: str = ""              # the pretrained model's name ("" for a checkpoint)
 
     @property
     def progressive(self):
@@ -36,6 +39,11 @@ class TrainedGenerator:
     @property
     def size(self):
         return 4 * 2 ** self.level
+
+    @property
+    def label(self):
+        """How output files are named: the pretrained model, or the run and step."""
+        return self.name or f"{Path(self.checkpoint).parent.name}-{self.run_step:07d}"
 
     def inputs(self):
         return {"level": self.level, "alpha": self.alpha} if self.progressive else {}
@@ -65,9 +73,15 @@ class TrainedGenerator:
         return kwargs
 
 
-def load_trained(path, ema=True):
-    """The generator of a jgan checkpoint file or run folder, in eval mode."""
-    document = ckpt.load_checkpoint(path)
+def load_trained(path, ema=True, checkpoint_dir=None):
+    """The generator of a jgan checkpoint file or run folder, or of a pretrained model (NAME,
+    pretrained/NAME or its .npz file; jgan.pretrained), in eval mode. With `checkpoint_dir`, a
+    bare NAME is first looked for as a run there."""
+    from jgan import pretrained
+    kind, where = pretrained.locate(path, checkpoint_dir)
+    if kind == "pretrained":
+        return pretrained.load_trained(where, ema)
+    document = ckpt.load_checkpoint(where)
     config, arch = document["config"], registry.get(document["arch"])
     model_class = arch.model_class()
     generator = model_class.build_generator(config["model"])
@@ -85,7 +99,8 @@ def load_trained(path, ema=True):
 
 
 def load_generator(path, ema=True):
-    """The generator module of any jgan checkpoint or run folder, in eval mode.
+    """The generator module of any jgan checkpoint or run folder, or of a pretrained model by
+    name (e.g. "emoji-stylegan", listed in pretrained/models.yaml), in eval mode.
 
     A progressive generator (StyleGAN) is called as `G(z, level=G.trained_level,
     alpha=G.trained_alpha)`: the resolution it reached (4 * 2**level px) and its fade-in."""

@@ -58,6 +58,7 @@ class Trainer:
         self.stats = None
         self.has_stepped = False   # whether this process has made a step (the first one compiles kernels)
         self.stopwatch = stopwatch.current()   # times the loop's parts when a benchmark installed one
+        self.init_from = None      # what the generator started from (train.py --init-from), for the record
 
     def data_sources(self, data):
         """{stream: LMDB path} for the streams the model trains on."""
@@ -81,7 +82,17 @@ class Trainer:
                 "optimizers": {name: ckpt.optimizer_state(optimizer)
                                for name, optimizer in self.model.optimizers().items()},
                 "rng": {"seed": self.train_cfg["seed"], "scheme": "every draw seeded from (seed, step)"},
-                "sample_inputs": self.sample_inputs}
+                "sample_inputs": self.sample_inputs,
+                **({"init_from": self.init_from} if self.init_from else {})}
+
+    def start_from(self, generator_state, source):
+        """Init hook of train.py --init-from: this new run's generator and its EMA start from
+        `generator_state` (the discriminator and the optimisers start afresh); `source` says
+        where the weights came from, in every checkpoint of the run."""
+        if self.step:
+            raise ConfigError(f"run {self.run_dir} has trained {self.step} steps; --init-from starts a new run")
+        self.model.load_generator_state(generator_state)
+        self.init_from = source
 
     def rank_model_states(self):
         """The model's own state (jgan.models.base.GANModel.state) of each MPI rank, gathered on
@@ -115,6 +126,7 @@ class Trainer:
             ckpt.load_optimizer_state(optimizer, optimizers[name])
         self.step, self.images = document["step"], document["images"]
         self.sample_inputs = document["sample_inputs"]
+        self.init_from = document.get("init_from")
         states = document.get("model_states", [{}])
         self.model.load_state(states[rank() % len(states)])
 

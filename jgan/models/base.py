@@ -71,6 +71,13 @@ class GANModel:
     def load_state(self, state):
         """Restore what `state` returned."""
 
+    def load_generator_state(self, state):
+        """Start the generator (and whatever samples from it) from `state`, a generator's state
+        dict (train.py --init-from)."""
+        from jgan.errors import ConfigError
+        raise ConfigError(f"{self.config['arch']} cannot start from a generator's weights (--init-from); "
+                          f"drop the flag")
+
     def set_learning_rate(self, lr):
         for optimizer in self.optimizers().values():
             optimizer.lr = lr

@@ -5,6 +5,7 @@ import jittor as jt
 
 from jgan import registry
 from jgan.augment import Augment
+from jgan.checkpoint import load_module_state
 from jgan.ema import accumulate, copy_weights, ramped_decay, trainable_names
 from jgan.losses import Critic, build_loss
 from jgan.models.base import GANModel
@@ -51,6 +52,12 @@ class LatentGAN(GANModel):
         if self.generator_ema is not None:
             modules["generator_ema"] = self.generator_ema
         return modules
+
+    def load_generator_state(self, state):
+        """The generator takes `state` and the EMA generator becomes a copy of it."""
+        load_module_state(self.generator, state, "generator")
+        if self.generator_ema is not None:
+            copy_weights(self.generator, self.generator_ema)
 
     def optimizers(self):
         return {"generator": self.optimizer_g, "discriminator": self.optimizer_d}
