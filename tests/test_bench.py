@@ -130,20 +130,26 @@ def test_bad_flag_combinations_are_one_sentence_and_exit_2(flags, says):
     assert len(lines) == 1 and says in lines[0], f"{flags}: {result.stderr!r}"
 
 
-def test_the_torch_loop_keeps_train_py_cadence(tiny_lmdb, tmp_path):
-    """The reference loop the e2e rows compare with: per step one data wait and two host syncs, a log
-    line every log_every steps, a grid and a checkpoint at its last step."""
+def torch_loop_counts(arch, overrides, data, size, batch, level, tmp_path, steps):
+    """How often the PyTorch reference loop ran each timed part in `steps` steps (grids and
+    checkpoints every 100 steps, and at the last)."""
     sys.path.insert(0, str(SCRIPT.parent.parent / "tests"))
     from jgan.config import load_config
     from jgan.stopwatch import Stopwatch
     from reference.training_torch import TorchTrainingRun
-    config = load_config("dcgan", False, None, [{
-        "model": {"size": 16, "nz": 8, "ngf": 8, "ndf": 8},
-        "train": {"batch": 4, "num_workers": 0, "n_sample": 4, "log_every": 2, "sample_every": 100,
-                  "ckpt_every": 100}}])
+    base = {"train": {"num_workers": 0, "n_sample": 4, "sample_every": 100, "ckpt_every": 100}}
+    config = load_config(arch, False, None, [base, overrides])
     watch = Stopwatch()
-    TorchTrainingRun(config, {"images": str(tiny_lmdb)}, 16, 4, 2, 1.0, str(tmp_path), "cpu", watch).train(4)
-    counts = {name: part["count"] for name, part in watch.totals().items()}
+    TorchTrainingRun(config, data, size, batch, level, 1.0, str(tmp_path), "cpu", watch).train(steps)
+    return {name: part["count"] for name, part in watch.totals().items()}
+
+
+def test_the_torch_loop_keeps_train_py_cadence(tiny_lmdb, tmp_path):
+    """The reference loop the e2e rows compare with: per step one data wait and two host syncs, a log
+    line every log_every steps, a grid and a checkpoint at its last step."""
+    counts = torch_loop_counts("dcgan", {"model": {"size": 16, "nz": 8, "ngf": 8, "ndf": 8},
+                                         "train": {"batch": 4, "log_every": 2}},
+                               {"images": str(tiny_lmdb)}, 16, 4, 2, tmp_path, steps=4)
     assert counts == {"step": 4, "data_wait": 4, "host_sync": 8, "log": 2, "sample": 1, "checkpoint": 1}, counts
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "0000004.png").is_file()
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
@@ -152,18 +158,9 @@ def test_the_torch_loop_keeps_train_py_cadence(tiny_lmdb, tmp_path):
 def test_the_torch_translation_loop_reads_both_domains_and_its_three_losses(tiny_lmdb, tmp_path):
     """CycleGAN's reference loop: per step a batch of each domain and three losses read on the host;
     the grid's fixed images are one more batch of each domain, drawn before the first step."""
-    sys.path.insert(0, str(SCRIPT.parent.parent / "tests"))
-    from jgan.config import load_config
-    from jgan.stopwatch import Stopwatch
-    from reference.training_torch import TorchTrainingRun
-    config = load_config("cyclegan", False, None, [{
-        "model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1},
-        "train": {"batch": 2, "num_workers": 0, "n_sample": 2, "log_every": 1, "sample_every": 100,
-                  "ckpt_every": 100}}])
-    watch = Stopwatch()
-    data = {"a": str(tiny_lmdb), "b": str(tiny_lmdb)}
-    TorchTrainingRun(config, data, 32, 2, 3, 1.0, str(tmp_path), "cpu", watch).train(2)
-    counts = {name: part["count"] for name, part in watch.totals().items()}
+    counts = torch_loop_counts("cyclegan", {"model": {"size": 32, "ngf": 8, "ndf": 8, "blocks": 1},
+                                            "train": {"batch": 2, "n_sample": 2, "log_every": 1}},
+                               {"a": str(tiny_lmdb), "b": str(tiny_lmdb)}, 32, 2, 3, tmp_path, steps=2)
     assert counts == {"data_wait": 6, "step": 2, "host_sync": 6, "log": 2, "sample": 1, "checkpoint": 1}, counts
 
 
