@@ -83,19 +83,29 @@ def load_trained(path, ema=True, checkpoint_dir=None):
         return pretrained.load_trained(where, ema)
     document = ckpt.load_checkpoint(where)
     config, arch = document["config"], registry.get(document["arch"])
-    model_class = arch.model_class()
-    generator = model_class.build_generator(config["model"])
-    networks = document["networks"]
-    candidates = model_class.sampling_modules if ema else model_class.sampling_modules[-1:]
-    key = next((name for name in candidates if name in networks), None)
+    generator = arch.model_class().build_generator(config["model"])
+    ckpt.load_module_state(generator, document["networks"][sampling_key(document, ema)], "generator")
+    generator.eval()
+    phase = reached_phase(document)
+    return TrainedGenerator(generator, arch.name, arch.latent_size(config["model"]), phase.level, phase.alpha,
+                            document["path"], document.get("sample_inputs"), document["step"])
+
+
+def sampling_key(document, ema=True):
+    """The name, in a checkpoint's networks, of the generator it samples with: its EMA when it has
+    one (and `ema`), else the trained generator."""
+    modules = registry.get(document["arch"]).model_class().sampling_modules
+    candidates = modules if ema else modules[-1:]
+    key = next((name for name in candidates if name in document["networks"]), None)
     if key is None:
         raise ckpt.CheckpointError(f"{document['path']} holds no generator ({' or '.join(candidates)}); "
                                    f"pass a checkpoint written by train.py")
-    ckpt.load_module_state(generator, networks[key], "generator")
-    generator.eval()
-    phase = build_schedule(config).phase(document["images"])
-    return TrainedGenerator(generator, arch.name, arch.latent_size(config["model"]), phase.level, phase.alpha,
-                            document["path"], document.get("sample_inputs"), document["step"])
+    return key
+
+
+def reached_phase(document):
+    """The schedule's phase (size, level, fade-in) at the checkpoint's images shown."""
+    return build_schedule(document["config"]).phase(document["images"])
 
 
 def load_generator(path, ema=True):

@@ -202,15 +202,15 @@ def generator_source(source, checkpoint_dir="checkpoint", root=None):
         name, path, meta, state = load_weights(where, root)
         return {"arch": meta["arch"], "model": meta["model"], "state": state,
                 "label": f"pretrained model {name} ({path})", "size": 4 * 2 ** meta["level"]}
+    from jgan.generation import reached_phase, sampling_key
     document = _checkpoint().load_checkpoint(where)
     arch = registry.get(document["arch"])
-    modules = getattr(arch.model_class(), "sampling_modules", ())
-    key = next((name for name in modules if name in document["networks"]), None)
-    if key is None or arch.translates:
+    if arch.translates:
         raise ConfigError(f"{document['path']} holds no generator of latents to start from; pass a run or "
                           f"pretrained model of {', '.join(registry.names(translates=False))}")
+    key = sampling_key(document)
     return {"arch": arch.name, "model": document["config"]["model"], "state": document["networks"][key],
-            "label": f"{key.replace('_', ' ')} of {document['path']}", "size": _size(document)}
+            "label": f"{key.replace('_', ' ')} of {document['path']}", "size": reached_phase(document).size}
 
 
 def check_compatible(source, config):
@@ -229,11 +229,6 @@ def check_compatible(source, config):
 
 
 # ----- export ------------------------------------------------------------------------------------
-def _size(document):
-    from jgan.schedule import build_schedule
-    return build_schedule(document["config"]).phase(document["images"]).size
-
-
 def training_seconds(run_dir):
     """The wall-clock training time of a run from its log.jsonl: each process's last `seconds`,
     summed over the processes (a resumed run starts counting again); None without a log."""
@@ -272,8 +267,7 @@ def export(run, name, root=None, *, data, licence, recipe=None, commit=None, tra
     NAME.npz, its card NAME.md with the grid NAME.png, and its manifest entry (set as the default
     with `default`). SWD x1e3 is `swd` as given, or measured on `n` vs `n` images of `lmdb`.
     Nothing is written when the folder would exceed `budget` bytes. Returns the entry."""
-    from jgan.generation import TrainedGenerator, sample_grid
-    from jgan.schedule import build_schedule
+    from jgan.generation import TrainedGenerator, reached_phase, sample_grid
 
     if not _NAME.match(name):
         raise ConfigError(f"--name {name!r} must be lower-case letters, digits, '.', '_' or '-' (at most 64), "
@@ -290,7 +284,7 @@ def export(run, name, root=None, *, data, licence, recipe=None, commit=None, tra
         raise ConfigError(f"{document['path']} holds no EMA generator (train.ema was 0); a pretrained model ships "
                           f"EMA weights: train with --ema 0.999")
     config = document["config"]
-    phase = build_schedule(config).phase(document["images"])
+    phase = reached_phase(document)
     state = {key: np.asarray(value, np.float32) if np.issubdtype(np.asarray(value).dtype, np.floating)
              else np.asarray(value) for key, value in document["networks"]["generator_ema"].items()}
     meta = {"format": FORMAT, "version": VERSION, "name": name, "arch": arch.name, "model": config["model"],
