@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ VERSION = 1
 SUFFIX = ".npz"
 MANIFEST = "models.yaml"
 META_KEY = "__meta__"           # the JSON record inside NAME.npz (weights are keyed by state-dict name)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # every entry's date in NAME.npz: the zip format's earliest
 BUDGET_BYTES = 40 * 10 ** 6     # all of pretrained/, every file counted
 ENV = "JGAN_PRETRAINED"
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "pretrained"
@@ -119,9 +121,17 @@ def verified_file(item, root=None):
 
 
 def weights_bytes(meta, state):
-    """NAME.npz as bytes: the weights by state-dict name and the JSON record `meta`."""
+    """NAME.npz as bytes: the weights by state-dict name and the JSON record `meta`. Unlike
+    numpy.savez_compressed, the archive's entries are sorted and carry a fixed date, so the same
+    weights always give the same file and sha256."""
+    arrays = {META_KEY: np.array(json.dumps(meta, sort_keys=True)), **state}
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{META_KEY: np.array(json.dumps(meta, sort_keys=True))}, **state)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w") as member:
+                np.lib.format.write_array(member, np.asarray(arrays[key]), allow_pickle=False)
     return buffer.getvalue()
 
 

@@ -43,7 +43,7 @@ def test_ints_become_floats_where_the_preset_has_floats():
 
 
 def test_a_different_loss_replaces_the_loss_parameters_with_its_defaults():
-    config = load_config("stylegan", overrides=[{"loss": {"name": "r1"}}])
+    config = load_config("dcgan", overrides=[{"loss": {"name": "r1"}}])
     assert config["loss"] == {"name": "r1", "gamma": 10.0, "every": 1}
 
 
@@ -92,15 +92,18 @@ def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32_with
     assert config["model"]["size"] == 64
 
 
-def test_the_stylegan_demo_recipe_is_the_cpu_preset_narrowed_with_small_batches_and_r1_up_to_16_px():
-    config = load_config("stylegan", config_file=registry.CONFIG_DIR / "stylegan-demo.yaml")
+def test_the_stylegan_cpu_preset_and_the_demo_recipe_hold_the_measured_settings_the_demo_up_to_16_px():
     cpu = preset_of("stylegan", has_cuda=False)
-    assert (cpu["model"]["channels"][:3], cpu["train"]["batch"], cpu["loss"]["name"]) == ([128] * 3, None, "wgan-gp")
-    assert config["model"]["channels"][:3] == [64, 64, 64] and config["model"]["code_dim"] == 128
-    assert (config["train"]["batch"], config["loss"]["name"], config["loss"]["gamma"]) == (8, "r1", 1.0)
-    assert (config["progressive"]["init_size"], config["progressive"]["max_size"]) == (8, 16)
-    assert (config["train"]["ema"], config["train"]["ema_rampup"]) == (0.999, 0.05)
-    assert config["optim"]["lr_g"] == config["optim"]["lr_d"] == 1e-3
+    demo = load_config("stylegan", config_file=registry.CONFIG_DIR / "stylegan-demo.yaml")
+    for config in cpu, demo:
+        assert config["model"]["channels"][:3] == [64, 64, 64] and config["model"]["code_dim"] == 128
+        assert (config["loss"]["name"], config["loss"]["gamma"]) == ("r1", 1.0)
+        assert (config["train"]["ema"], config["train"]["ema_rampup"]) == (0.999, 0.05)
+        assert config["optim"]["lr_g"] == config["optim"]["lr_d"] == 1e-3
+    assert cpu["train"]["batch"] is None and set(cpu["progressive"]["batch"].values()) == {8}
+    assert (cpu["progressive"]["max_size"], cpu["loss"]["every"]) == (64, 4)
+    assert demo["train"]["batch"] == 8 and demo["loss"]["every"] == 1
+    assert (demo["progressive"]["init_size"], demo["progressive"]["max_size"]) == (8, 16)
 
 
 # ----- the schema (jgan.schema) ------------------------------------------------------------------
@@ -172,9 +175,9 @@ def test_a_family_that_declares_no_schema_is_held_to_its_presets_keys_and_types(
 
 def test_a_resolution_map_and_a_loss_of_another_name_are_taken_whole():
     config = load_config("stylegan", overrides=[{"progressive": {"batch": {8: 4, 16: 2}}},
-                                                {"loss": {"name": "r1", "gamma": 5}}])
+                                                {"loss": {"name": "wgan-gp", "gp_weight": 5}}])
     assert config["progressive"]["batch"] == {8: 4, 16: 2}
-    assert config["loss"] == {"name": "r1", "gamma": 5.0, "every": 1}
+    assert config["loss"] == {"name": "wgan-gp", "gp_weight": 5.0, "drift": 0.0}
 
 
 def test_an_override_whose_value_is_not_yaml_is_a_sentence():

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,17 @@ def test_export_ships_the_ema_generator_alone_with_its_checksum_card_and_grid(sh
     sg, dc = manifest["models"]
     assert sg["swd"] == 50.5 and sg["recipe"] == "train_tiny('stylegan')" and sg["size"] == 8
     assert dc["swd"] > 0 and dc["swd_n"] == 16 and dc["size"] == 32
+
+
+def test_exporting_the_same_run_again_gives_the_same_weights_file_and_sha256(shipped, tmp_path):
+    root = copy_of(shipped["root"], tmp_path)
+    before = pretrained.entry("tiny-dc", root)
+    again = pretrained.export(shipped["runs"]["dcgan"], "tiny-dc", root, data=CARD[1], licence=CARD[3], swd=1.0)
+    assert again["sha256"] == before["sha256"] and again["bytes"] == before["bytes"]
+    with zipfile.ZipFile(root / again["file"]) as archive:
+        names = archive.namelist()
+        assert names == sorted(names)
+        assert {info.date_time for info in archive.infolist()} == {pretrained.ZIP_DATE}
 
 
 def test_a_pretrained_model_loads_by_name_with_the_weights_it_was_exported_with(shipped, monkeypatch):

@@ -45,9 +45,12 @@ def run_iterations(t, count):
 
 def test_a_fading_phase_compiles_only_in_its_first_steps(tmp_path):
     """Alpha and the mixing crossover change every step but enter as Vars: no new kernels.
-    The phase length is random so that this run's alpha values were never compiled before."""
+    The phase length is random so that this run's alpha values were never compiled before. R1 at
+    every step: with the CPU preset's lazy R1 Jittor also compiles one bare `array` kernel at the
+    seventh step, whatever the alpha (seen 2026-11-26), which is not what this test is about."""
     phase_images = random.randint(400, 900)
-    t = trainer("stylegan", tmp_path, {"progressive": {"phase": phase_images, "mixing": 0.9}})
+    t = trainer("stylegan", tmp_path, {"progressive": {"phase": phase_images, "mixing": 0.9},
+                                       "loss": {"name": "r1", "every": 1}})
     t.images = 2 * phase_images          # start of the 16 px fade-in
     with KernelLog() as warm_up:
         first = run_iterations(t, 3)
