@@ -86,18 +86,19 @@ def translate(args, source, out):
 
 def chosen_source(args):
     """-g as given; else the newest run (of StyleGAN for its figures); else, when there is no run
-    at all, the pretrained default model, said in one line."""
+    at all, the pretrained default model (for StyleGAN's figures, the default or the first
+    pretrained StyleGAN), said in one line."""
     from jgan import checkpoint, pretrained, registry
 
     if args.checkpoint:
         return args.checkpoint
-    default = pretrained.default_name()
+    archs = registry.names(styled=True) if args.mixing or args.noise else None
+    default = pretrained.default_name(archs=archs)
     if not pretrained.run_rows(args.checkpoint_dir) and default is not None:
         print(f"generate: no run in {args.checkpoint_dir}/, so the pretrained model {default} draws the figures "
               f"(train one, or pick another with -g)", file=sys.stderr)
         return f"pretrained/{default}"
-    style_figure = args.mixing or args.noise
-    return checkpoint.newest_run(args.checkpoint_dir, registry.names(styled=True) if style_figure else None)
+    return checkpoint.newest_run(args.checkpoint_dir, archs)
 
 
 def main(args):

@@ -93,9 +93,14 @@ def entry(name, root=None):
                           f"`python generate.py --list` lists the runs and pretrained models")
 
 
-def default_name(root=None):
-    """The manifest's default model, or None."""
-    return read_manifest(root)["default"]
+def default_name(root=None, archs=None):
+    """The manifest's default model, or None. With `archs`, the default when it is of one of those
+    archs, else the first model that is (e.g. the pretrained StyleGAN for style mixing)."""
+    manifest = read_manifest(root)
+    if archs is None:
+        return manifest["default"]
+    fitting = [item["name"] for item in manifest["models"] if item.get("arch") in archs]
+    return manifest["default"] if manifest["default"] in fitting else next(iter(fitting), None)
 
 
 # ----- files and checksums -----------------------------------------------------------------------

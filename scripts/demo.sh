@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The demo, on a fresh machine: set up, fetch the emoji data set, pack it into lmdb/, train the fast
-# DCGAN recipe (configs/fast-cpu.yaml) at 32 px, score its samples, then StyleGAN's demo recipe, and
-# write their figures to results/. Two cores, fresh clone: about 21 minutes, 9 of them training (Jittor
+# The demo, on a fresh machine: set up, fetch the emoji data set, pack it into lmdb/, draw the figures
+# of the pretrained models (pretrained/), train the fast DCGAN recipe (configs/fast-cpu.yaml) at 32 px,
+# score its samples, then StyleGAN's demo recipe, and write their figures to results/. Two cores, fresh clone: about 21 minutes, 9 of them training (Jittor
 # compiles its core and then each run's kernels, about 10 minutes in all, before they can train).
 #   DEMO_MINUTES=6 DEMO_STYLEGAN_MINUTES=3 bash scripts/demo.sh   # training minutes (the defaults)
 # Running it again continues both runs where they stopped.
@@ -29,6 +29,14 @@ if [ -d lmdb ]; then
 else
   python prepare_data.py --out lmdb --sizes 8 16 32 64 --n_worker 2 dataset/emoji
 fi
+
+say "the pretrained models shipped in pretrained/, and their figures before any training:"
+python generate.py --list --checkpoint-dir checkpoint
+python - <<'PY' | while read -r name figures; do python generate.py -g "pretrained/$name" $figures </dev/null; done
+from jgan import pretrained  # one line per model: its name and the figures its arch draws
+for item in pretrained.read_manifest()["models"]:
+    print(item["name"], "--mixing --noise --interpolate" if item["arch"] == "stylegan" else "--walk --interpolate")
+PY
 
 say "training DCGAN (configs/fast-cpu.yaml) at 32 px for $MINUTES minutes"
 train_or_resume demo-dcgan --config configs/fast-cpu.yaml --size 32 --minutes "$MINUTES" --sample-every 500

@@ -174,6 +174,21 @@ def test_generate_draws_from_the_pretrained_default_when_there_is_no_run_and_lis
     assert (tmp_path / "results" / "dc-0000002-samples.png").is_file()
 
 
+def test_without_a_run_style_figures_come_from_a_pretrained_stylegan_when_the_default_is_not_one(shipped,
+                                                                                                  tmp_path):
+    root = copy_of(shipped["root"], tmp_path)
+    manifest = pretrained.read_manifest(root)
+    (root / pretrained.MANIFEST).write_text(pretrained.manifest_text({**manifest, "default": "tiny-dc"}))
+    assert pretrained.default_name(root) == "tiny-dc"
+    assert pretrained.default_name(root, archs=["stylegan"]) == "tiny-sg"
+    assert pretrained.default_name(root, archs=["pggan"]) is None
+    result = ok(run_script("generate.py", "--mixing", "--n", "4", cwd=tmp_path, root=root))
+    assert "the pretrained model tiny-sg draws the figures" in result.stderr
+    assert (tmp_path / "results" / "tiny-sg-mixing-coarse.png").is_file()
+    result = ok(run_script("generate.py", "--n", "4", cwd=tmp_path, root=root))
+    assert "the pretrained model tiny-dc draws the figures" in result.stderr
+
+
 def test_with_neither_a_run_nor_a_pretrained_default_the_error_is_the_old_one(tmp_path):
     empty = tmp_path / "no-models"
     refused(run_script("generate.py", cwd=tmp_path, root=empty), "no run found in checkpoint/")
