@@ -55,7 +55,8 @@ def build_parser():
                "stop (with a checkpoint) after this much training time, even before --iters; the clock starts "
                "after the first step, which compiles the kernels")
     parser.add_argument("--nan-policy", default="stop", choices=("stop", "skip"),
-                        help="on a NaN/Inf loss: stop (keeping the last good checkpoint) or skip that update")
+                        help="on a NaN/Inf loss: stop (keeping the last good checkpoint) or skip that step "
+                             "(its updates and the running statistics its forward passes changed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     shared = parser.add_argument_group("training (default: from the config)")
     config_flag(shared, "--size", schema.flag_field("progressive.max_size"), MEANINGS["--size"])

@@ -209,10 +209,25 @@ class Trainer:
         batches = {name: self.counted(it, phase) if name == first else it for name, it in batches.items()}
         context = StepContext(phase=phase, step=self.step, images=self.images, rng=self.rng,
                               world=self.world, update=self.update)
+        kept, skipped = self.state_snapshot(), self.skipped_steps
         terms = self.model.train_step(batches, context)
+        if self.skipped_steps > skipped:
+            for var, copy in kept:
+                var.update(copy)
         self.step += 1
         jt.sync_all()  # run every pending update now, so each iteration runs the same fused kernels
         return terms
+
+    def state_snapshot(self):
+        """Under --nan-policy skip, copies of the networks' non-trainable state (BatchNorm's running
+        statistics, the EMA's), restored after a skipped step: its forward passes update them, so
+        a non-finite forward would otherwise leave NaN statistics in every later sample."""
+        if self.nan_policy != "skip":
+            return []
+        kept = [(var, var.clone()) for module in self.model.modules().values()
+                for var in module.state_dict().values() if var.is_stop_grad()]
+        jt.sync([copy for _, copy in kept])
+        return kept
 
     def batches(self, phase):
         """{stream: batch iterator} for this phase; rebuilt when the size or the batch changes.

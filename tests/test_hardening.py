@@ -107,6 +107,35 @@ def test_nan_policy_skip_leaves_the_weights_untouched_and_goes_on(tiny_lmdb, tmp
     assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["skipped"] == 2
 
 
+def test_nan_policy_skip_keeps_batchnorm_statistics_and_the_ema_finite_when_a_forward_pass_is_not(tiny_lmdb,
+                                                                                                  tmp_path):
+    """A non-finite forward pass updates BatchNorm's running statistics before its loss can be
+    checked; a skipped step must not keep them (seen: a DCGAN whose samples were all NaN)."""
+    from jgan.config import load_config
+    from jgan.training import Trainer
+    config = load_config("dcgan", False, None, [{"model": {"size": 32, "ngf": 8, "ndf": 8, "nz": 16},
+                                                 "train": {"batch": 4, "num_workers": 0, "n_sample": 4,
+                                                           "ema": 0.9}}])
+    trainer = Trainer(config, tiny_lmdb, tmp_path / "run", tmp_path / "sample", progress=False, nan_policy="skip")
+    trainer.train(2)
+    before = {name: ckpt.module_state(module) for name, module in trainer.model.modules().items()}
+    loss = trainer.model.loss.discriminator_loss
+
+    def nan_images(critic, real, fake, regularise=True):
+        return loss(critic, real * float("nan"), fake, regularise)
+
+    trainer.model.loss.discriminator_loss = nan_images
+    trainer.train(3)
+    assert trainer.skipped_steps == 1
+    for name, module in trainer.model.modules().items():
+        after = ckpt.module_state(module)
+        for key in ("running_mean", "running_var"):
+            stats = [k for k in after if k.endswith(key)]
+            assert stats, f"{name} has no {key}"
+            for k in stats:
+                np.testing.assert_array_equal(after[k], before[name][k], err_msg=f"{name}.{k}")
+
+
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_lmdb, tmp_path, monkeypatch):
     from jgan.errors import CheckpointError
     trainer = tiny_trainer(tiny_lmdb, tmp_path)
