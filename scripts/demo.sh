@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo, on a fresh machine: set up, fetch the emoji data set, pack it into lmdb/, draw the figures
 # of the pretrained models (pretrained/), train the fast DCGAN recipe (configs/fast-cpu.yaml) at 32 px,
-# score its samples, then StyleGAN's demo recipe, and write their figures to results/. Two cores, fresh clone: about 21 minutes, 9 of them training (Jittor
-# compiles its core and then each run's kernels, about 10 minutes in all, before they can train).
+# score its samples, then StyleGAN's demo recipe, and write their figures to results/. Two cores,
+# fresh clone: about 21 minutes, 9 of them training (Jittor compiles its core and then each run's
+# kernels, about 10 minutes in all, before they can train).
 #   DEMO_MINUTES=6 DEMO_STYLEGAN_MINUTES=3 bash scripts/demo.sh   # training minutes (the defaults)
 # Running it again continues both runs where they stopped.
 set -euo pipefail
