@@ -55,10 +55,12 @@ def _per_parameter_keys(group):
 def optimizer_state(optimizer):
     groups = [{k: [v.numpy().copy() for v in group[k]] for k in _per_parameter_keys(group)}
               for group in optimizer.param_groups]
-    return {"n_step": optimizer.n_step, "lr": optimizer.lr, "groups": groups}
+    return {"n_step": optimizer.n_step, "groups": groups}
 
 
 def load_optimizer_state(optimizer, state):
+    """Moments and step count; the learning rate comes from the resumed run's configuration, so
+    `train.py --resume --lr X` changes it."""
     if len(state["groups"]) != len(optimizer.param_groups):
         raise CheckpointError("the optimiser state in this checkpoint does not fit the network")
     for group, saved in zip(optimizer.param_groups, state["groups"]):
@@ -68,7 +70,6 @@ def load_optimizer_state(optimizer, state):
                     raise CheckpointError("the optimiser state in this checkpoint does not fit the network")
                 var.assign(jt.array(array))
     optimizer.n_step = state["n_step"]
-    optimizer.lr = state["lr"]
 
 
 def checkpoint_path(run_dir, step):

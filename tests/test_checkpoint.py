@@ -158,3 +158,19 @@ def test_nothing_is_pruned_before_the_new_checkpoint_is_on_disk(tmp_path, monkey
         ckpt.save_checkpoint(tmp_path, 3, {"arch": "dcgan", "value": 3}, keep=2)
     assert [p.name for p in ckpt.numbered_checkpoints(tmp_path)] == ["0000001.jgan", "0000002.jgan"]
     assert ckpt.load_checkpoint(tmp_path)["value"] == 2
+
+
+def test_a_resumed_run_takes_its_learning_rates_from_its_configuration_not_the_checkpoint(tiny_lmdb, tmp_path):
+    from jgan.config import load_config
+    from jgan.training import Trainer
+    tiny = {"model": {"size": 16, "ngf": 4, "ndf": 4, "nz": 8},
+            "train": {"batch": 4, "num_workers": 0, "n_sample": 4}}
+    trainer = Trainer(load_config("dcgan", overrides=[tiny]), tiny_lmdb, tmp_path / "run", tmp_path / "sample",
+                      progress=False)
+    document = ckpt.load_checkpoint(trainer.train(2))
+    lowered = load_config("dcgan", overrides=[tiny, {"optim": {"lr_g": 5e-5, "lr_d": 1e-5}}])
+    resumed = Trainer(lowered, tiny_lmdb, tmp_path / "run", tmp_path / "sample", progress=False)
+    resumed.restore(document)
+    optimizers = resumed.model.optimizers()
+    assert (optimizers["generator"].lr, optimizers["discriminator"].lr) == (5e-5, 1e-5)
+    assert optimizers["generator"].n_step == 2
