@@ -33,6 +33,7 @@ PAPER_CASES = [(arch, setup[0], setup[1]) for arch, setup in PAPER_SETUPS.items(
 LOSS_CASES = PAPER_CASES + [
     ("wgan-gp", "wgan-gp", {"gp_weight": 10.0, "drift": 0.001}),   # StyleGAN's setting
     ("wgan-gp", "r1", {"gamma": 10.0}),
+    ("wgan-gp", "r1", {"gamma": 10.0, "every": 4}),   # a lazy R1 step: the penalty weighted 4
 ]
 
 # Jittor reduces to shape (1,) where torch gives (): torch scalars are reshaped to (1,).
@@ -318,3 +319,21 @@ def test_the_loop_regularises_every_k_th_step(tiny_lmdb, tmp_path):
     Trainer(config, tiny_lmdb, tmp_path / "run", tmp_path / "s", progress=False).train(7)
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "r1" in r] == [1, 4, 7]   # steps 0, 3 and 6 done before them
+
+
+@pytest.mark.parametrize("has_cuda", [False, True])
+def test_the_reference_losses_take_every_presets_loss_section(has_cuda):
+    """scripts/bench.py trains the reference with each preset's loss section as it stands (every
+    arch that learns from one image set; CycleGAN's reference has its own losses)."""
+    from jgan import registry
+    from jgan.config import load_config
+    real, z_d, _, eps = data(0)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIZE * SIZE, 1))
+    fake = torch.tensor(real[::-1].copy())
+    for arch in (name for name in registry.names() if len(registry.get(name).model_class().streams) == 1):
+        params = dict(load_config(arch, has_cuda)["loss"])
+        name = params.pop("name")
+        for regularise in (True, False):
+            loss, _ = reference.discriminator_loss(name, critic, torch.tensor(real), fake, torch.tensor(eps),
+                                                   regularise, **params)
+            assert torch.isfinite(loss), f"{arch}'s preset loss {name} {params} gave {loss}"

@@ -56,12 +56,15 @@ def wgan_div_d(D, real, fake, k=2.0, p=6.0):
     return d_fake.mean() - d_real.mean() + div, {"div": div, "real_grad": g_real}
 
 
-def r1_d(D, real, fake, gamma=10.0):
+def r1_d(D, real, fake, gamma=10.0, every=1, regularise=True):
+    """Lazy R1 (StyleGAN2): the penalty only on regularising steps, then weighted `every`."""
+    if not regularise:
+        return bce_d(D, real, fake)
     real = real.clone().requires_grad_(True)
     d_real = D(real)
     g_real, = autograd.grad(d_real.sum(), real, create_graph=True)
     r1 = g_real.pow(2).sum(dim=[1, 2, 3]).mean()
-    return F.softplus(-d_real).mean() + F.softplus(D(fake)).mean() + gamma / 2 * r1, {"r1": r1}
+    return F.softplus(-d_real).mean() + F.softplus(D(fake)).mean() + every * gamma / 2 * r1, {"r1": r1}
 
 
 def clip_weights(D, clip):
@@ -69,14 +72,15 @@ def clip_weights(D, clip):
         param.data.clamp_(-clip, clip)
 
 
-def discriminator_loss(name, D, real, fake, eps, **params):
-    """(L_D, {penalty name: value}) of the loss `name`; eps is the GP interpolation draw."""
+def discriminator_loss(name, D, real, fake, eps, regularise=True, **params):
+    """(L_D, {penalty name: value}) of the loss `name`; eps is the GP interpolation draw;
+    `regularise`: whether a lazy regulariser (R1's `every`) is due at this step."""
     if name == "wgan-gp":
         return wgan_gp_d(D, real, fake, eps, **params)
     if name == "wgan-div":
         return wgan_div_d(D, real, fake, **params)
     if name == "r1":
-        return r1_d(D, real, fake, **params)
+        return r1_d(D, real, fake, regularise=regularise, **params)
     return {"bce": bce_d, "lsgan": lsgan_d, "wgan": wgan_d}[name](D, real, fake)
 
 

@@ -77,6 +77,7 @@ class TorchIteration:
         self.loss = dict(config["loss"])
         self.loss_name = self.loss.pop("name")
         self.n_critic, self.ema_decay = train["n_critic"], train["ema"]
+        self.steps = 0   # generator steps taken: lazy regularisers fall on multiples of loss.every
         self.batches = batches["images"]
         torch.manual_seed(0)
         if self.styled:
@@ -157,13 +158,15 @@ class TorchIteration:
     def iteration(self, level, alpha):
         """One generator step after n_critic critic steps; returns the last losses (tensors)."""
         critic = self.critic(level, alpha)
+        regularise = self.steps % self.loss.get("every", 1) == 0
         for _ in range(self.n_critic):
             real = next(self.batches).to(self.device)
             batch = real.shape[0]
             with torch.no_grad():
                 fake = self.generate(batch, level, alpha)
             eps = torch.rand(batch, 1, 1, 1, device=self.device)
-            d_loss, _ = losses_torch.discriminator_loss(self.loss_name, critic, real, fake, eps, **self.loss)
+            d_loss, _ = losses_torch.discriminator_loss(self.loss_name, critic, real, fake, eps, regularise,
+                                                        **self.loss)
             self.step(self.optimizer_d, d_loss)
             if "clip" in self.loss:   # WGAN's weight clipping
                 losses_torch.clip_weights(self.discriminator, self.loss["clip"])
@@ -178,6 +181,7 @@ class TorchIteration:
             if self.generator_ema is not None:
                 for ema, param in zip(self.generator_ema.parameters(), self.generator.parameters()):
                     ema.mul_(self.ema_decay).add_(param, alpha=1 - self.ema_decay)
+        self.steps += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
