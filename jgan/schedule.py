@@ -14,7 +14,7 @@ class Phase:
     level: int           # resolution index: log2(size) - 2 (4 px is level 0)
     alpha: float         # fade-in weight of the newest block, 1 when fully grown
     batch: int
-    lr: float
+    lr: float | None     # every network's learning rate here (progressive.lr); None: each its configured one
     index: int           # how many resolution changes came before this phase
     fading: bool         # True while alpha can still change at this resolution
 
@@ -26,16 +26,16 @@ def log2_size(size, what):
 
 
 class FixedSchedule:
-    """One resolution, batch and learning rate for the whole run (DCGAN family)."""
+    """One resolution and batch for the whole run, at the configured learning rates (DCGAN family)."""
 
     progressive = False
 
-    def __init__(self, size, batch, lr):
-        self.size, self.batch, self.lr = size, batch, lr
+    def __init__(self, size, batch):
+        self.size, self.batch = size, batch
         self.level = log2_size(size, "--size") - 2
 
     def phase(self, images):
-        return Phase(self.size, self.level, 1.0, self.batch, self.lr, 0, False)
+        return Phase(self.size, self.level, 1.0, self.batch, None, 0, False)
 
     def phases(self):
         """The first phase of each resolution the run trains at."""
@@ -48,8 +48,7 @@ class ProgressiveSchedule:
 
     progressive = True
 
-    def __init__(self, init_size, max_size, phase_images, batch_by_size, lr_by_size, lr,
-                 fixed_batch=None):
+    def __init__(self, init_size, max_size, phase_images, batch_by_size, lr_by_size, fixed_batch=None):
         self.first = log2_size(init_size, "--init-size")
         self.last = log2_size(max_size, "--max-size")
         if self.first > self.last:
@@ -60,7 +59,7 @@ class ProgressiveSchedule:
         self.phase_images = phase_images
         self.batch_by_size = {int(k): int(v) for k, v in batch_by_size.items()}
         self.lr_by_size = {int(k): float(v) for k, v in lr_by_size.items()}
-        self.lr, self.fixed_batch = lr, fixed_batch
+        self.fixed_batch = fixed_batch
         self.size = max_size
         for log2 in range(self.first, self.last + 1):
             self._batch(2 ** log2)
@@ -81,14 +80,14 @@ class ProgressiveSchedule:
         used = images - index * 2 * self.phase_images
         alpha = 1.0 if index == 0 else min(1.0, (used + 1) / self.phase_images)
         return Phase(size, self.first + index - 2, alpha, self._batch(size),
-                     self.lr_by_size.get(size, self.lr), index, index > 0 and used < self.phase_images)
+                     self.lr_by_size.get(size), index, index > 0 and used < self.phase_images)
 
 
 def build_schedule(config):
     """The schedule a configuration asks for: progressive growing for a progressive architecture."""
-    train, optim = config["train"], config["optim"]
+    train = config["train"]
     if registry.get(config["arch"]).progressive:
         grow = config["progressive"]
         return ProgressiveSchedule(grow["init_size"], grow["max_size"], grow["phase"], grow["batch"],
-                                   grow["lr"], optim["lr_g"], fixed_batch=train["batch"])
-    return FixedSchedule(config["model"]["size"], train["batch"], optim["lr_g"])
+                                   grow["lr"], fixed_batch=train["batch"])
+    return FixedSchedule(config["model"]["size"], train["batch"])

@@ -119,7 +119,8 @@ class Progressive(Section):
     phase: int = key("images shown per fade-in, and again per hold", ge=1)
     batch: dict[Size, Annotated[int, Field(ge=1)]] = key(
         "batch size per resolution", allowed="a map of power-of-two sizes to batch sizes of at least 1")
-    lr: dict[Size, Rate] = key("learning rate per resolution (default: optim.lr_g and lr_d)", {},
+    lr: dict[Size, Rate] = key("learning rate of both networks per resolution (default: optim.lr_g for G, "
+                               "lr_d for D)", {},
                                allowed="a map of power-of-two sizes to learning rates in (0, 1]")
 
 

@@ -247,7 +247,8 @@ class Trainer:
         return self.streams
 
     def set_learning_rate(self, phase):
-        """A progressive schedule sets the learning rate of each resolution."""
+        """A progressive schedule sets the learning rates of each resolution (progressive.lr, else
+        optim.lr_g and lr_d)."""
         if self.schedule.progressive:
             self.model.set_learning_rate(phase.lr)
 

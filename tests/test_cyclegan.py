@@ -243,7 +243,7 @@ def test_three_training_steps_match_the_reference_weight_by_weight():
     load_model(model, nets)
     initial = {name: ref.numpy_state(net) for name, net in nets.items()}
     nets = {name: net.double() for name, net in nets.items()}
-    phase = FixedSchedule(32, 2, 2e-4).phase(0)
+    phase = FixedSchedule(32, 2).phase(0)
     data = [(images(2, 32, seed=40 + k), images(2, 32, seed=50 + k)) for k in range(3)]
     for step, (a, b) in enumerate(data):
         context = StepContext(phase=phase, step=step, images=2 * step, rng=np.random.RandomState(60 + step),

@@ -7,7 +7,7 @@ from jgan.schedule import FixedSchedule, ProgressiveSchedule
 
 def progressive(**kwargs):
     settings = dict(init_size=8, max_size=32, phase_images=100, batch_by_size={8: 10, 16: 5, 32: 4},
-                    lr_by_size={32: 0.002}, lr=0.001)
+                    lr_by_size={32: 0.002})
     settings.update(kwargs)
     return ProgressiveSchedule(**settings)
 
@@ -35,7 +35,7 @@ def test_last_resolution_holds_forever_with_its_learning_rate():
     schedule = progressive()
     phase = schedule.phase(10 ** 7)
     assert (phase.size, phase.alpha, phase.batch, phase.lr, phase.index) == (32, 1.0, 4, 0.002, 2)
-    assert schedule.phase(0).lr == 0.001
+    assert schedule.phase(0).lr is None, "no progressive.lr at 8 px: each network keeps its own"
 
 
 def test_fixed_batch_overrides_the_schedule():
@@ -51,10 +51,10 @@ def test_bad_sizes_are_sentences():
     with pytest.raises(ConfigError, match="no batch size for 32 px"):
         progressive(batch_by_size={8: 1, 16: 1})
     with pytest.raises(ConfigError, match="power of two"):
-        FixedSchedule(size=30, batch=4, lr=1e-4)
+        FixedSchedule(size=30, batch=4)
 
 
 def test_fixed_schedule_never_changes():
-    schedule = FixedSchedule(size=32, batch=8, lr=1e-4)
+    schedule = FixedSchedule(size=32, batch=8)
     assert schedule.phase(0) == schedule.phase(10 ** 9)
     assert schedule.phase(0).level == 3

@@ -196,3 +196,15 @@ def test_no_augmentation_scores_the_images_as_they_are(tmp_path):
     t.model.discriminator.score = lambda x, parts: seen.append(x.numpy()) or score(x, parts)
     t.iteration({"images": iter([jt.ones((4, 3, 32, 32))])}, t.schedule.phase(0))
     np.testing.assert_array_equal(seen[0][:4], np.ones((4, 3, 32, 32), np.float32))
+
+
+def test_a_progressive_run_keeps_each_networks_learning_rate_unless_progressive_lr_names_one(tmp_path):
+    t = trainer("stylegan", tmp_path, {"optim": {"lr_g": 1e-3, "lr_d": 4e-3}, "progressive": {"lr": {16: 5e-4}}})
+    optimizers = t.model.optimizers()
+    rates = lambda: (optimizers["generator"].lr, optimizers["discriminator"].lr)   # noqa: E731
+    t.set_learning_rate(t.schedule.phase(0))
+    assert rates() == (1e-3, 4e-3), "8 px has no progressive.lr: optim.lr_g and lr_d apply"
+    t.set_learning_rate(t.schedule.phase(10 ** 7))
+    assert rates() == (5e-4, 5e-4), "progressive.lr sets both networks at 16 px"
+    t.set_learning_rate(t.schedule.phase(0))
+    assert rates() == (1e-3, 4e-3)

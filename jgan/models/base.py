@@ -48,6 +48,7 @@ class GANModel:
 
     def __init__(self, config):
         self.config = config
+        self.learning_rates = {}        # optimiser -> the learning rate its configuration gives it
 
     # ----- building --------------------------------------------------------------------------
     @classmethod
@@ -79,8 +80,9 @@ class GANModel:
                           f"drop the flag")
 
     def set_learning_rate(self, lr):
-        for optimizer in self.optimizers().values():
-            optimizer.lr = lr
+        """Every optimiser at `lr`, or each at its configured rate when `lr` is None."""
+        for optimizer, configured in self.learning_rates.items():
+            optimizer.lr = configured if lr is None else lr
 
     # ----- training --------------------------------------------------------------------------
     def train_step(self, batches, context):

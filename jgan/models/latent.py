@@ -35,6 +35,7 @@ class LatentGAN(GANModel):
         optim = config["optim"]
         self.optimizer_g = build_optimizer(self.generator.parameters(), optim, optim["lr_g"])
         self.optimizer_d = build_optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
+        self.learning_rates = {self.optimizer_g: optim["lr_g"], self.optimizer_d: optim["lr_d"]}
         self.n_critic = config["train"]["n_critic"]
         self.augment = Augment(config["train"]["augment"])
 
