@@ -7,6 +7,7 @@ of another name than the preset's are taken whole.
 """
 import copy
 import difflib
+import re
 from pathlib import Path
 
 import yaml
@@ -16,12 +17,25 @@ from jgan import registry, schema
 from jgan.errors import ConfigError
 
 
+class YAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading 5e-5 and 1e3 as numbers as YAML 1.2 does (YAML 1.1, which
+    PyYAML follows, wants a dot: 5.0e-5); learning rates are written that way."""
+
+
+YAMLLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                 list("-+0123456789"))
+
+
+def load_yaml(text):
+    return yaml.load(text, Loader=YAMLLoader)
+
+
 def read_yaml(path):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass an existing YAML file to --config")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML ({str(error).splitlines()[0]}); "
                           f"fix its syntax") from None
@@ -138,7 +152,7 @@ def parse_override(text):
         raise ConfigError(f"override {text!r} must look like section.key=value")
     dotted, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw else ""
+        value = load_yaml(raw) if raw else ""
     except yaml.YAMLError:
         raise ConfigError(f"override {text!r} has a value that is not valid YAML; quote it, e.g. "
                           f"{dotted}='\"{raw}\"'") from None

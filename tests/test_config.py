@@ -71,6 +71,9 @@ def test_unknown_arch_lists_the_valid_ones():
 
 def test_override_syntax():
     assert parse_override("model.ngf=32") == {"model": {"ngf": 32}}
+    assert parse_override("optim.lr_d=5e-5") == {"optim": {"lr_d": 5e-5}}, "a number without a dot"
+    assert parse_override("train.iters=1E3") == {"train": {"iters": 1000.0}}
+    assert parse_override("train.metrics=e5") == {"train": {"metrics": "e5"}}
     assert parse_override("progressive.batch={8: 4}") == {"progressive": {"batch": {8: 4}}}
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_override("model.ngf")
@@ -183,3 +186,10 @@ def test_a_resolution_map_and_a_loss_of_another_name_are_taken_whole():
 def test_an_override_whose_value_is_not_yaml_is_a_sentence():
     with pytest.raises(ConfigError, match="has a value that is not valid YAML"):
         parse_override("train.metrics=[swd")
+
+
+def test_a_config_file_reads_exponents_without_a_dot_as_numbers(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text("optim:\n  lr_g: 1e-3\n  lr_d: +25e-5\n")
+    optim = load_config("dcgan", False, path, [])["optim"]
+    assert (optim["lr_g"], optim["lr_d"]) == (1e-3, 2.5e-4)
