@@ -327,7 +327,7 @@ def test_the_reference_losses_take_every_presets_loss_section(has_cuda):
     arch that learns from one image set; CycleGAN's reference has its own losses)."""
     from jgan import registry
     from jgan.config import load_config
-    real, z_d, _, eps = data(0)
+    real, _, _, eps = data(0)
     critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIZE * SIZE, 1))
     fake = torch.tensor(real[::-1].copy())
     for arch in (name for name in registry.names() if len(registry.get(name).model_class().streams) == 1):
