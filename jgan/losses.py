@@ -71,11 +71,29 @@ class Loss:
 
 
 class NonSaturatingLoss(Loss):
-    """DCGAN: L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))) (logits)."""
+    """DCGAN: L_D = softplus(-D(x)) + softplus(D(G(z))), L_G = softplus(-D(G(z))) (logits).
+
+    real_label < 1 is one-sided label smoothing (Salimans et al. 2016): real images are scored
+    against the target real_label instead of 1, so that D stops pushing their logits up once
+    they reach log(t / (1 - t)); fakes keep the target 0."""
+
+    real_label = 1.0
+
+    def __init__(self, real_label=1.0):
+        if not 0.5 < real_label <= 1:
+            raise ConfigError(f"loss.real_label must be in (0.5, 1], got {real_label}")
+        self.real_label = float(real_label)
+
+    def real_loss(self, d_real):
+        """Binary cross-entropy of the real logits against the target real_label."""
+        loss = softplus(-d_real).mean()
+        if self.real_label < 1:
+            loss = self.real_label * loss + (1 - self.real_label) * softplus(d_real).mean()
+        return loss
 
     def discriminator_loss(self, critic, real, fake, regularise=True):
         d_real, d_fake = critic.pair(real, fake)
-        loss = softplus(-d_real).mean() + softplus(d_fake).mean()
+        loss = self.real_loss(d_real) + softplus(d_fake).mean()
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
     def generator_loss(self, critic, fake):

@@ -80,6 +80,7 @@ class RMSprop(Section):
 
 class BCELoss(Section):
     name: Literal["bce"] = key("non-saturating logistic loss (DCGAN)")
+    real_label: float = key("target of real images; below 1 is one-sided label smoothing", 1.0, gt=0.5, le=1)
 
 
 class WGANLoss(Section):

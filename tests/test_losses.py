@@ -34,6 +34,7 @@ LOSS_CASES = PAPER_CASES + [
     ("wgan-gp", "wgan-gp", {"gp_weight": 10.0, "drift": 0.001}),   # StyleGAN's setting
     ("wgan-gp", "r1", {"gamma": 10.0}),
     ("wgan-gp", "r1", {"gamma": 10.0, "every": 4}),   # a lazy R1 step: the penalty weighted 4
+    ("dcgan", "bce", {"real_label": 0.9}),            # one-sided label smoothing
 ]
 
 # Jittor reduces to shape (1,) where torch gives (): torch scalars are reshaped to (1,).
@@ -305,6 +306,25 @@ def test_lazy_r1_adds_the_penalty_weighted_by_its_interval_only_when_asked():
     assert "gp" not in gp_terms
     with pytest.raises(ConfigError, match="loss.every must be a whole number of steps of at least 1, got 0"):
         build_loss("r1", every=0)
+
+
+def test_label_smoothing_stops_pushing_real_logits_at_the_targets_logit():
+    """With target t the real term's gradient in the logit s is sigmoid(s) - t: zero at
+    s = log(t / (1 - t)), pushing down above it, while plain BCE keeps pushing up."""
+    t = 0.9
+    optimum = np.log(t / (1 - t))
+    fake = jt.array(np.full(BATCH, -3.0, np.float32))
+    for offset, sign in ((-1.0, -1), (0.0, 0), (1.0, 1)):
+        logits = jt.array(np.full(BATCH, optimum + offset, np.float32))
+        critic = Critic(lambda images: images)
+        smoothed, _ = build_loss("bce", real_label=t).discriminator_loss(critic, logits, fake)
+        gradient = jt.grad(smoothed, logits).numpy()
+        assert np.allclose(gradient, (1 / (1 + np.exp(-(optimum + offset))) - t) / BATCH, atol=1e-7)
+        assert np.sign(np.round(gradient, 6)).tolist() == [sign] * BATCH
+        plain, _ = build_loss("bce").discriminator_loss(critic, logits, fake)
+        assert (jt.grad(plain, logits).numpy() < 0).all()
+    with pytest.raises(ConfigError, match=r"loss.real_label must be in \(0.5, 1\], got 0.4"):
+        build_loss("bce", real_label=0.4)
 
 
 def test_the_loop_regularises_every_k_th_step(tiny_lmdb, tmp_path):

@@ -4,8 +4,11 @@ import torch.nn.functional as F
 from torch import autograd
 
 
-def bce_d(D, real, fake):
-    return F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean(), {}
+def bce_d(D, real, fake, real_label=1.0):
+    """Cross-entropy with the target real_label for real images (< 1: one-sided label smoothing)."""
+    real_scores = D(real)
+    real_loss = F.binary_cross_entropy_with_logits(real_scores, torch.full_like(real_scores, real_label))
+    return real_loss + F.softplus(D(fake)).mean(), {}
 
 
 def bce_g(D, fake):
@@ -81,7 +84,9 @@ def discriminator_loss(name, D, real, fake, eps, regularise=True, **params):
         return wgan_div_d(D, real, fake, **params)
     if name == "r1":
         return r1_d(D, real, fake, regularise=regularise, **params)
-    return {"bce": bce_d, "lsgan": lsgan_d, "wgan": wgan_d}[name](D, real, fake)
+    if name == "bce":
+        return bce_d(D, real, fake, **params)
+    return {"lsgan": lsgan_d, "wgan": wgan_d}[name](D, real, fake)
 
 
 def generator_loss(name, D, fake):
