@@ -13,7 +13,7 @@ import jittor as jt
 from jittor import nn
 
 from jgan import kernels
-from jgan.kernels import add_channel_bias, average_pool_2x2, binomial_blur, upsample_nearest_2x
+from jgan.kernels import add_channel_bias, binomial_blur
 from jgan.batching import split_parts
 from jgan.norms import moments, normalize
 
@@ -82,21 +82,54 @@ class EqualConv2d(nn.Module):
         return nn.conv2d(x, self.weight * self.scale, padding=self.padding)
 
 
-class UpsampleConv2d(EqualConv2d):
-    """y = conv2d(upsample_nearest_2x(x), c W) + b: nearest x2 upsampling followed by an EqualConv2d."""
+# Row p: the taps of a 3x3 kernel's rows (or columns) that tap p of SUBPIXEL_KERNEL's 4 sums.
+SUBPIXEL_TAPS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
+
+
+def subpixel_kernel(weight):
+    """The (in, out, 4, 4) kernel of the stride-2, padding-1 transposed convolution that equals
+    nearest x2 upsampling followed by the padding-1 convolution `weight` (out, in, 3, 3).
+
+    Each output pixel of the upsampled map sees a 2x2 window of the input, whose 4 taps are sums
+    of the 9 (which sums depends on the pixel's row and column parity), so the pair costs 4 taps
+    a pixel instead of 9 and never builds the upsampled input."""
+    taps = jt.array(SUBPIXEL_TAPS, dtype=weight.dtype)
+    return jt.matmul(jt.matmul(taps, weight), taps.transpose()).permute(1, 0, 2, 3)
+
+
+class ResamplingConv2d(EqualConv2d):
+    """An EqualConv2d of 3x3 with padding 1 that resamples by 2 (the only shape its fused forms take)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, padding=1):
+        if (kernel_size, padding) != (3, 1):
+            raise ValueError(f"{type(self).__name__} takes a 3x3 kernel with padding 1, "
+                             f"got {kernel_size}x{kernel_size} with padding {padding}")
+        super().__init__(in_channels, out_channels, kernel_size, padding)
+
+    def scaled_weight(self, x):
+        check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
+        return self.weight * self.scale
+
+
+class UpsampleConv2d(ResamplingConv2d):
+    """y = conv2d(upsample_nearest_2x(x), c W) + b: nearest x2 upsampling followed by an EqualConv2d,
+    run as one transposed convolution of x (subpixel_kernel)."""
 
     def execute(self, x, slope=None):
-        return super().execute(upsample_nearest_2x(x), slope)
+        y = nn.conv_transpose2d(x, subpixel_kernel(self.scaled_weight(x)), stride=2, padding=1)
+        return add_channel_bias(y, self.bias, slope)
 
 
-class ConvDownsample2d(EqualConv2d):
-    """y = avg_pool_2x2(conv2d(x, c W) + b): an EqualConv2d followed by 2x2 average pooling.
+class ConvDownsample2d(ResamplingConv2d):
+    """y = avg_pool_2x2(conv2d(x, c W) + b): an EqualConv2d followed by 2x2 average pooling, run as
+    one stride-2 convolution with the 4x4 kernel fused_kernel(c W) (4 taps an input pixel, not 9).
 
     The bias is added after the pooling (the same value: it is constant over each channel), in
     the pass of the optional leaky ReLU."""
 
     def execute(self, x, slope=None):
-        return add_channel_bias(average_pool_2x2(self.convolve(x)), self.bias, slope)
+        y = nn.conv2d(x, fused_kernel(self.scaled_weight(x)), stride=2, padding=1)
+        return add_channel_bias(y, self.bias, slope)
 
 
 def fused_kernel(weight):

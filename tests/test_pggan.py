@@ -193,7 +193,10 @@ def test_wgan_gp_drift_terms_and_gradients_match_pytorch(phase):
     step, alpha = PHASES[phase]
     (jt_g, jt_d), (th_g, th_d) = paired_networks(TRAINING_CHANNELS)
     th_g, th_d = th_g.double(), th_d.double()
-    data = draws(step, seed=step)
+    # The penalty's gradient jumps where a pre-activation crosses a leaky ReLU's kink: draws that put
+    # one within float32 rounding of it (seeds 2 and 23 do: changing z by 1e-6 moves dL/db_from_rgb
+    # by 2e-4 in either framework) compare rounding, not the model; these draws have none.
+    data = draws(step, seed=10 + step)
     jt_alpha = jt.array(np.float32(alpha))
     jt_critic = Critic(lambda x: jt_d(x, level=step, alpha=jt_alpha))
 

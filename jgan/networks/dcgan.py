@@ -15,6 +15,7 @@ from jittor import nn
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
 from jgan.batching import score_batches
+from jgan.layers import subpixel_kernel
 from jgan.norms import BatchNorm2d, InstanceNorm2d
 
 CRITIC_NORMS = ("batch", "instance", "none")
@@ -73,13 +74,19 @@ class NearestUpsample(nn.Module):
         return upsample_nearest_2x(x)
 
 
-def resize_conv(in_channels, out_channels):
-    """x2 upsampling: nearest Upsample(x2) then Conv2d(k=3, s=1, p=1), free of checkerboard artefacts."""
-    return nn.Sequential(NearestUpsample(),
-                         nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False))
+class ResizeConv(nn.Sequential):
+    """x2 upsampling: nearest Upsample(x2) then Conv2d(k=3, s=1, p=1), free of checkerboard artefacts,
+    run as one transposed convolution (jgan.layers.subpixel_kernel); its parameters keep the
+    names they have in nn.Sequential(Upsample, Conv2d)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(NearestUpsample(), nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False))
+
+    def execute(self, x):
+        return nn.conv_transpose2d(x, subpixel_kernel(self[1].weight), stride=2, padding=1)
 
 
-UPSAMPLERS = {"transposed": fractionally_strided_conv, "resize": resize_conv}
+UPSAMPLERS = {"transposed": fractionally_strided_conv, "resize": ResizeConv}
 
 
 def normalization(kind, channels):
