@@ -271,3 +271,10 @@ def test_minibatch_stddev_in_groups_matches_nvidia():
                  [x], th_call=lambda t: ref.minibatch_stddev(t, 2))
     with pytest.raises(ValueError, match="divisible by the group size 4, got a batch of 6"):
         layers.MinibatchStddev(group_size=4)(jt.array(x))
+
+
+@pytest.mark.parametrize("layer", [layers.UpsampleConv2d, layers.ConvDownsample2d])
+def test_resampling_convs_refuse_shapes_their_single_strided_conv_does_not_equal(layer):
+    """They run as one 4x4 stride-2 (transposed) conv, which equals the pair only for 3x3, padding 1."""
+    with pytest.raises(ValueError, match="takes a 3x3 kernel with padding 1, got 5x5 with padding 2"):
+        layer(CHANNELS, 6, 5, padding=2)
