@@ -82,7 +82,7 @@ class EqualConv2d(nn.Module):
         return nn.conv2d(x, self.weight * self.scale, padding=self.padding)
 
 
-# Row p: the taps of a 3x3 kernel's rows (or columns) that tap p of SUBPIXEL_KERNEL's 4 sums.
+# Row p: which of a 3x3 kernel's rows (or columns) sum into row (or column) p of subpixel_kernel's 4x4.
 SUBPIXEL_TAPS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
 
 
