@@ -77,8 +77,6 @@ class NonSaturatingLoss(Loss):
     against the target real_label instead of 1, so that D stops pushing their logits up once
     they reach log(t / (1 - t)); fakes keep the target 0."""
 
-    real_label = 1.0
-
     def __init__(self, real_label=1.0):
         if not 0.5 < real_label <= 1:
             raise ConfigError(f"loss.real_label must be in (0.5, 1], got {real_label}")
@@ -212,6 +210,7 @@ class R1Loss(NonSaturatingLoss):
     def __init__(self, gamma=10.0, every=1):
         if int(every) != every or every < 1:
             raise ConfigError(f"loss.every must be a whole number of steps of at least 1, got {every}")
+        super().__init__()
         self.gamma, self.regularise_every = gamma, int(every)
 
     def discriminator_loss(self, critic, real, fake, regularise=True):
@@ -220,7 +219,7 @@ class R1Loss(NonSaturatingLoss):
         d_real, real_gradient = input_gradient(critic, real)
         d_fake = critic(fake)
         r1 = squared_norm(real_gradient).mean()
-        loss = softplus(-d_real).mean() + softplus(d_fake).mean() + self.regularise_every * self.gamma / 2 * r1
+        loss = self.real_loss(d_real) + softplus(d_fake).mean() + self.regularise_every * self.gamma / 2 * r1
         return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean(), "r1": r1}
 
 
