@@ -67,6 +67,12 @@ __global__ static void repeat_2x_kernel(@ARGS_DEF) {
 }
 """
 
+def _code(shape, dtype, inputs, cuda_header, **sources):
+    """`jt.code` with the CUDA header inside namespace jittor: Jittor pastes a header at file scope,
+    where the type names that @ARGS_DEF expands to (float32, index_t) are not defined."""
+    return jt.code(shape, dtype, inputs, cuda_header=f"namespace jittor {{\n{cuda_header}\n}}\n", **sources)
+
+
 _LAUNCH = ("{name}<<<(int)std::min(((long long)out0_shape0 * out0_shape1 * out0_shape2 * out0_shape3 + 255) / 256,"
            " 65536LL), 256>>>(@ARGS);")
 
@@ -78,19 +84,19 @@ def _with_scale(source, scale):
 def _sum_2x2(x, scale):
     """y[i, j] = scale * (x[2i, 2j] + x[2i, 2j+1] + x[2i+1, 2j] + x[2i+1, 2j+1])."""
     batch, channels, height, width = x.shape
-    return jt.code([batch, channels, height // 2, width // 2], x.dtype, [x],
-                   cpu_src=_with_scale(_SUM_2X2_CPU, scale),
-                   cuda_header=_with_scale(_SUM_2X2_CUDA_HEADER, scale),
-                   cuda_src=_LAUNCH.format(name="sum_2x2_kernel"))
+    return _code([batch, channels, height // 2, width // 2], x.dtype, [x],
+                 cpu_src=_with_scale(_SUM_2X2_CPU, scale),
+                 cuda_header=_with_scale(_SUM_2X2_CUDA_HEADER, scale),
+                 cuda_src=_LAUNCH.format(name="sum_2x2_kernel"))
 
 
 def _repeat_2x(x, scale):
     """y[i, j] = scale * x[i // 2, j // 2]."""
     batch, channels, height, width = x.shape
-    return jt.code([batch, channels, 2 * height, 2 * width], x.dtype, [x],
-                   cpu_src=_with_scale(_REPEAT_2X_CPU, scale),
-                   cuda_header=_with_scale(_REPEAT_2X_CUDA_HEADER, scale),
-                   cuda_src=_LAUNCH.format(name="repeat_2x_kernel"))
+    return _code([batch, channels, 2 * height, 2 * width], x.dtype, [x],
+                 cpu_src=_with_scale(_REPEAT_2X_CPU, scale),
+                 cuda_header=_with_scale(_REPEAT_2X_CUDA_HEADER, scale),
+                 cuda_src=_LAUNCH.format(name="repeat_2x_kernel"))
 
 
 class _Resample2x(jt.Function):
@@ -214,8 +220,8 @@ def _group_reduce(inputs, term, per_channel):
     x = inputs[0]
     source = _layout(_GROUP_REDUCE_CPU, per_channel).replace("TERM", term)
     header = _layout(_GROUP_REDUCE_CUDA_HEADER, per_channel).replace("TERM", term)
-    return jt.code(_group_shape(x, per_channel), x.dtype, inputs, cpu_src=source,
-                   cuda_header=header, cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel))
+    return _code(_group_shape(x, per_channel), x.dtype, inputs, cpu_src=source,
+                 cuda_header=header, cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel))
 
 
 class _GroupSum(jt.Function):
@@ -283,10 +289,10 @@ class _GroupAffine(jt.Function):
             for name, term in terms.items():
                 source = source.replace(name, term)
             return source
-        y = jt.code(x.shape, x.dtype, inputs, cpu_header=helper.replace("HOST_DEVICE ", ""),
-                    cpu_src=fill(_GROUP_AFFINE_CPU),
-                    cuda_header=helper.replace("HOST_DEVICE", "__device__") + fill(_GROUP_AFFINE_CUDA_HEADER),
-                    cuda_src=_GROUP_AFFINE_CUDA)
+        y = _code(x.shape, x.dtype, inputs, cpu_header=helper.replace("HOST_DEVICE ", ""),
+                  cpu_src=fill(_GROUP_AFFINE_CPU),
+                  cuda_header=helper.replace("HOST_DEVICE", "__device__") + fill(_GROUP_AFFINE_CUDA_HEADER),
+                  cuda_src=_GROUP_AFFINE_CUDA)
         if self.slope is not None:
             self.output = y.detach()
         return y
@@ -367,10 +373,10 @@ def _elementwise(expression, inputs):
     """out[i] = expression of in0_p[i], in1_p[i], ... over inputs of one shape, flattened."""
     shape = inputs[0].shape
     flat = [x.flatten() for x in inputs]
-    out = jt.code(flat[0].shape, inputs[0].dtype, flat,
-                  cpu_src=_ELEMENTWISE_CPU.replace("EXPRESSION", expression),
-                  cuda_header=_ELEMENTWISE_CUDA_HEADER.replace("EXPRESSION", expression),
-                  cuda_src=_ELEMENTWISE_CUDA)
+    out = _code(flat[0].shape, inputs[0].dtype, flat,
+                cpu_src=_ELEMENTWISE_CPU.replace("EXPRESSION", expression),
+                cuda_header=_ELEMENTWISE_CUDA_HEADER.replace("EXPRESSION", expression),
+                cuda_src=_ELEMENTWISE_CUDA)
     return out.reshape(shape)
 
 
@@ -459,9 +465,9 @@ def multi_tensor_update(body, roles, hyper, outputs):
     cuda_src = "\n".join(f"multi_tensor_{arity}<<<(int)std::min<long long>((in{j}->num + 255) / 256, 65536), 256>>>"
                          f"({arguments(j)});" for j in range(count))
     shapes = [var.shape for var in roles[0]] * outputs
-    new = jt.code(shapes, [dtype] * len(shapes), [var for role in roles for var in role] + [hyper],
-                  cpu_header=header(_MULTI_TENSOR_CPU_HEADER), cpu_src=cpu_src,
-                  cuda_header=header(_MULTI_TENSOR_CUDA_HEADER), cuda_src=cuda_src)
+    new = _code(shapes, [dtype] * len(shapes), [var for role in roles for var in role] + [hyper],
+                cpu_header=header(_MULTI_TENSOR_CPU_HEADER), cpu_src=cpu_src,
+                cuda_header=header(_MULTI_TENSOR_CUDA_HEADER), cuda_src=cuda_src)
     return [list(new[o * count:(o + 1) * count]) for o in range(outputs)]
 
 
@@ -540,9 +546,9 @@ class _BinomialBlur(jt.Function):
     """The 3x3 binomial filter with zero padding: symmetric, so it is its own adjoint."""
 
     def execute(self, x):
-        return jt.code(x.shape, x.dtype, [x], cpu_header=_BINOMIAL_BLUR_CPU_HEADER,
-                       cpu_src=_BINOMIAL_BLUR_CPU, cuda_header=_BINOMIAL_BLUR_CUDA_HEADER,
-                       cuda_src=_LAUNCH.format(name="binomial_blur_kernel"))
+        return _code(x.shape, x.dtype, [x], cpu_header=_BINOMIAL_BLUR_CPU_HEADER,
+                     cpu_src=_BINOMIAL_BLUR_CPU, cuda_header=_BINOMIAL_BLUR_CUDA_HEADER,
+                     cuda_src=_LAUNCH.format(name="binomial_blur_kernel"))
 
     def grad(self, grad):
         return _BinomialBlur()(grad)

@@ -3,6 +3,12 @@
 Out of the box Jittor 1.3.11 crashes on a machine that has an `nvcc` binary but no CUDA driver,
 and downloads oneDNN from the internet on first import. So the first `init()`, before importing it,
   * hides nvcc from Jittor when no CUDA device can be used (`nvcc_path=""`),
+  * on a CUDA machine, has Jittor force-include `cuda_compat/device_prop.h` (Jittor's helper_cuda.h
+    reads two device-property fields that CUDA 13 removed) and, with CUDA 13 or later, turns off
+    Jittor's cuDNN (`conv_opt=1`, one warning): cuDNN 9, the only one for CUDA 13, lacks the legacy
+    RNN API that Jittor's cuDNN ops are built with, and a failed cuDNN build stops Jittor's import,
+  * keeps Jittor from downloading cutt, cutlass and (outside MPI) NCCL at its first CUDA import:
+    jgan needs none of them there, and a machine offline could not start Jittor at all,
   * points Jittor at Debian's oneDNN (package libdnnl-dev) by laying out the folder Jittor would
     have downloaded, made of symlinks, so that its fast CPU convolutions build offline,
   * falls back to `use_mkl=0` with one warning when oneDNN is not installed,
@@ -20,7 +26,10 @@ import ctypes.util
 import glob
 import os
 import platform
+import re
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import warnings
@@ -28,6 +37,8 @@ from pathlib import Path
 
 DEVICES = ("auto", "cpu", "cuda")
 ONEDNN_FIX = "install Debian's oneDNN with `apt-get install libdnnl-dev` (scripts/test.sh does)"
+CUDA_COMPAT_HEADER = Path(__file__).resolve().parent / "cuda_compat" / "device_prop.h"
+NVCC_FOLDERS = ("/usr/local/cuda/bin", "/usr/bin", "/opt/cuda/bin")  # where Jittor looks after PATH
 _started = False  # whether init() has started Jittor in this process
 
 
@@ -91,12 +102,47 @@ def install_system_onednn():
     return True
 
 
+def find_nvcc():
+    """The nvcc Jittor will compile CUDA with, searched in Jittor's order; None when there is none."""
+    if "nvcc_path" in os.environ:
+        return os.environ["nvcc_path"] or None
+    candidates = [shutil.which("nvcc")] + [os.path.join(folder, "nvcc") for folder in NVCC_FOLDERS]
+    return next((path for path in candidates if path and os.access(path, os.X_OK)), None)
+
+
+def cuda_release(nvcc):
+    """(major, minor) of the CUDA toolkit `nvcc` belongs to, or None when it does not say."""
+    try:
+        answer = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"release (\d+)\.(\d+)", answer.stdout)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def configure_cuda(release):
+    """Jittor's environment for compiling with the CUDA toolkit of this (major, minor) release."""
+    os.environ["cc_flags"] = f'-include "{CUDA_COMPAT_HEADER}" ' + os.environ.get("cc_flags", "")
+    if release is not None and release >= (13, 0) and "conv_opt" not in os.environ:
+        os.environ["conv_opt"] = "1"
+        warnings.warn(f"jgan: CUDA {release[0]}.{release[1]} comes with cuDNN 9, which Jittor 1.3.11 "
+                      "cannot build against; convolutions run on Jittor's own CUDA kernels.",
+                      stacklevel=3)
+
+
 def configure_environment():
     """Set Jittor's environment variables; must run before `import jittor`."""
     if "jittor" in sys.modules:
         return
     if "nvcc_path" not in os.environ and cuda_device_count() == 0:
         os.environ["nvcc_path"] = ""
+    nvcc = find_nvcc()
+    if nvcc:
+        configure_cuda(cuda_release(nvcc))
+    os.environ.setdefault("use_cutt", "0")
+    os.environ.setdefault("use_cutlass", "0")
+    if "OMPI_COMM_WORLD_SIZE" not in os.environ:  # Jittor's test for running under MPI
+        os.environ.setdefault("use_nccl", "0")
     if os.environ.get("use_mkl", "1") == "1" and not install_system_onednn():
         os.environ["use_mkl"] = "0"
         warnings.warn(f"jgan: oneDNN not found, Jittor's CPU convolutions will be ~100x slower; "

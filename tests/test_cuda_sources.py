@@ -71,19 +71,24 @@ def expand(source, in_dims, out_dims):
 
 
 def translation_unit(calls):
-    parts = ["#include <algorithm>", "#include <cmath>", "typedef int index_t;",
-             "struct FakeVar { long long num; };"]
+    """Every call laid out as Jittor lays out a code op's source: the header at file scope, where
+    Jittor's type names (float32, index_t) are not visible, the launch inside namespace jittor."""
+    parts = ["#include <algorithm>", "#include <cmath>",
+             "namespace jittor { typedef float float32; typedef int index_t; struct Var { long long num; }; }"]
     for number, (in_dims, out_dims, header, launch) in enumerate(calls):
         types = [f"{p}{i}_type" for p, dims in (("in", in_dims), ("out", out_dims))
                  for i in range(len(dims))]
         body = []
         for prefix, dims in (("in", in_dims), ("out", out_dims)):
             for i, dim in enumerate(dims):
-                body.append(f"FakeVar* {prefix}{i} = nullptr; {prefix}{i}_type* {prefix}{i}_p = nullptr;")
+                body.append(f"Var* {prefix}{i} = nullptr; {prefix}{i}_type* {prefix}{i}_p = nullptr;")
                 body += [f"index_t {prefix}{i}_shape{j} = 1;" for j in range(dim)]
-        parts += [f"#define {t} float" for t in types]
-        parts += [f"namespace kernel{number} {{", expand(header, in_dims, out_dims),
-                  "void launch() {", *body, expand(launch, in_dims, out_dims), "}", "}"]
+        parts += [f"#define {t} float32" for t in types]
+        # namespace opN stands for the file scope of one op's source, opN::jittor for ::jittor
+        parts += [f"namespace op{number} {{", "namespace jittor { using namespace ::jittor; }",
+                  expand(header, in_dims, out_dims),
+                  "namespace jittor {", "void jit_run() {", *body,
+                  expand(launch, in_dims, out_dims), "}", "}", "}"]
         parts += [f"#undef {t}" for t in types]
     return "\n".join(parts)
 

@@ -157,3 +157,95 @@ def test_jittor_does_not_import_pytorch_but_import_torch_works_next_to_it():
     result = run_python(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "7776.0", "7776.0"]
+
+
+FAKE_CUDA_13_RUNTIME = """
+#pragma once
+#define CUDART_VERSION 13000
+enum cudaError_t { cudaSuccess = 0 };
+enum cudaComputeMode { cudaComputeModeDefault = 0, cudaComputeModeProhibited = 2 };
+enum cudaDeviceAttr { cudaDevAttrClockRate = 13, cudaDevAttrComputeMode = 20 };
+struct cudaDeviceProp { int major, minor, multiProcessorCount; };  /* no computeMode, no clockRate */
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
+    prop->major = 9; prop->minor = 0; prop->multiProcessorCount = 132; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int) {
+    *value = attribute == cudaDevAttrComputeMode ? cudaComputeModeProhibited : 1980000; return cudaSuccess; }
+"""
+
+READS_REMOVED_FIELDS = """
+#include <cstdio>
+#include <cuda_runtime.h>
+int main() {  /* what Jittor's helper_cuda.h does */
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    std::printf("%d %d %d %d", prop.major, prop.multiProcessorCount, prop.computeMode, prop.clockRate);
+}
+"""
+
+
+def compile_and_run(tmp_path, force_include):
+    (tmp_path / "cuda_runtime.h").write_text(FAKE_CUDA_13_RUNTIME)
+    (tmp_path / "main.cc").write_text(READS_REMOVED_FIELDS)
+    flags = ["-include", str(runtime.CUDA_COMPAT_HEADER)] if force_include else []
+    built = subprocess.run(["g++", "-std=c++14", *flags, f"-I{tmp_path}", str(tmp_path / "main.cc"),
+                            "-o", str(tmp_path / "main")], capture_output=True, text=True)
+    if built.returncode:
+        return built.stderr
+    return subprocess.run([str(tmp_path / "main")], capture_output=True, text=True).stdout
+
+
+def test_the_cuda_13_header_gives_back_the_two_removed_device_properties(tmp_path):
+    assert "has no member named" in compile_and_run(tmp_path, force_include=False)
+    assert compile_and_run(tmp_path, force_include=True) == "9 132 2 1980000"
+
+
+def test_the_cuda_13_header_does_nothing_before_cuda_headers_are_on_the_path(tmp_path):
+    (tmp_path / "main.cc").write_text("int main() { return 0; }\n")
+    built = subprocess.run(["g++", "-std=c++14", "-include", str(runtime.CUDA_COMPAT_HEADER),
+                            str(tmp_path / "main.cc"), "-o", str(tmp_path / "main")],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+
+
+@pytest.fixture
+def fake_nvcc(tmp_path):
+    nvcc = tmp_path / "nvcc"
+    nvcc.write_text("#!/bin/sh\necho 'nvcc: NVIDIA (R) Cuda compiler driver'\n"
+                    "echo 'Cuda compilation tools, release 13.0, V13.0.88'\n")
+    nvcc.chmod(0o755)
+    return str(nvcc)
+
+
+def test_the_cuda_release_is_read_from_the_nvcc_jittor_will_use(fake_nvcc, monkeypatch):
+    monkeypatch.setenv("nvcc_path", fake_nvcc)
+    assert runtime.find_nvcc() == fake_nvcc
+    assert runtime.cuda_release(fake_nvcc) == (13, 0)
+    assert runtime.cuda_release("/nonexistent/nvcc") is None
+    monkeypatch.setenv("nvcc_path", "")
+    assert runtime.find_nvcc() is None
+
+
+@pytest.mark.parametrize("release, user_conv_opt, conv_opt, warns", [
+    ((13, 0), None, "1", True), ((12, 4), None, None, False), ((13, 0), "0", "0", False)])
+def test_cuda_builds_force_include_the_header_and_cuda_13_turns_cudnn_off(
+        release, user_conv_opt, conv_opt, warns, monkeypatch, recwarn):
+    monkeypatch.setenv("cc_flags", "-DUSER_FLAG")
+    if user_conv_opt is None:
+        monkeypatch.delenv("conv_opt", raising=False)
+    else:
+        monkeypatch.setenv("conv_opt", user_conv_opt)
+    runtime.configure_cuda(release)
+    assert os.environ["cc_flags"] == f'-include "{runtime.CUDA_COMPAT_HEADER}" -DUSER_FLAG'
+    assert runtime.CUDA_COMPAT_HEADER.is_file()
+    assert os.environ.get("conv_opt") == conv_opt
+    assert len([w for w in recwarn if "cuDNN 9" in str(w.message)]) == int(warns)
+
+
+@pytest.mark.parametrize("under_mpi, expected", [(False, "0 0 0"), (True, "0 0 unset")])
+def test_jittor_downloads_nothing_at_start_up_but_nccl_under_mpi(under_mpi, expected):
+    env = clean_environment() | ({"OMPI_COMM_WORLD_SIZE": "2"} if under_mpi else {})
+    result = run_python("import os; from jgan import runtime; runtime.configure_environment(); "
+                        "print(*(os.environ.get(k, 'unset') for k in ('use_cutt', 'use_cutlass', 'use_nccl')))",
+                        env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected.split()
