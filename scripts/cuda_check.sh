@@ -10,7 +10,12 @@ export use_parallel_op_compiler=${use_parallel_op_compiler:-16}  # hundreds of n
 python -c "from jgan import runtime; runtime.init('cuda'); print(runtime.startup_line())" || exit 1
 python -m pytest -q -rfE tests/test_kernels.py tests/test_cuda_sources.py tests/test_ema.py \
   tests/test_norms.py tests/test_layers.py tests/test_losses.py
-JT_SYNC=1 trace_py_var=3 python train.py "$lmdb" --arch dcgan --device cuda --name cuda-check --iters 40 \
-  --sample-every 20 --ckpt-every 40 --checkpoint-dir "$work/checkpoint" --sample-dir "$work/sample" --no-progress
+# batch 16, then the preset's 128: a convolution without cuDNN loops over batch x in x out channels
+# x pixels x taps products, over 2^31 for DCGAN's layers at batch 128 (Jittor may index it in int32)
+for batch in 16 128; do
+  JT_SYNC=1 trace_py_var=3 python train.py "$lmdb" --arch dcgan --device cuda --batch "$batch" --iters 40 \
+    --name "cuda-check-$batch" --sample-every 20 --ckpt-every 40 --checkpoint-dir "$work/checkpoint" \
+    --sample-dir "$work/sample" --no-progress
+done
 python scripts/bench.py --device cuda --archs dcgan stylegan --sizes 64 --batch 16
-echo "samples: $work/sample/cuda-check"
+echo "samples: $work/sample"
