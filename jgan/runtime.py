@@ -122,7 +122,9 @@ def cuda_release(nvcc):
 
 def configure_cuda(release):
     """Jittor's environment for compiling with the CUDA toolkit of this (major, minor) release."""
-    os.environ["cc_flags"] = f'-include "{CUDA_COMPAT_HEADER}" ' + os.environ.get("cc_flags", "")
+    include = f'-include "{CUDA_COMPAT_HEADER}" '
+    if include not in os.environ.get("cc_flags", ""):  # a second call must not change Jittor's flags
+        os.environ["cc_flags"] = include + os.environ.get("cc_flags", "")
     if release is not None and release >= (13, 0) and "conv_opt" not in os.environ:
         os.environ["conv_opt"] = "1"
         warnings.warn(f"jgan: CUDA {release[0]}.{release[1]} comes with cuDNN 9, which Jittor 1.3.11 "
