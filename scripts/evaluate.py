@@ -6,7 +6,8 @@
     python scripts/evaluate.py lmdb --real-vs-real --size 32 --metrics swd,fid    # the baseline
     python scripts/evaluate.py lmdb_b -g checkpoint/cyclegan --translate lmdb_a    # A -> B against B
 
-Prints a table and appends one JSON line to the run's metrics.jsonl (beside the checkpoint).
+Prints a table and appends one JSON line to the run's metrics.jsonl (beside the checkpoint);
+a pretrained model's folder is left as shipped.
 FID and KID need pytorch-fid's Inception weights (--inception PATH or $JGAN_INCEPTION).
 """
 import sys
@@ -91,6 +92,9 @@ def main(args):
                           f"instead of drawing them; pass --translate SOURCE_LMDB")
     result = metrics.evaluate(trained, args.lmdb, **options)
     print(table(result))
+    if trained.name:
+        print(f"not appended anywhere: {trained.name} is a pretrained model (its card holds its SWD)")
+        return
     record = {"step": trained.run_step, "checkpoint": trained.checkpoint, "ema": not args.no_ema,
               "lmdb": str(Path(args.lmdb).resolve()), "seed": args.seed, **result}
     log = metrics.append_record(Path(trained.checkpoint).parent, record)

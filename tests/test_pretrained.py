@@ -301,3 +301,11 @@ def test_every_model_in_the_shipped_manifest_loads_matches_its_checksum_and_gene
         assert trained.size == item["size"] and trained.arch == item["arch"]
         images = synthesize(trained, random_z(2, trained.latent_dim, 0))
         assert images.shape == (2, 3, item["size"], item["size"]) and np.isfinite(images).all(), item["name"]
+
+
+def test_evaluating_a_pretrained_model_writes_nothing_into_the_pretrained_folder(shipped, tmp_path):
+    root = copy_of(shipped["root"], tmp_path)
+    before = sorted(path.name for path in root.iterdir())
+    result = ok(run_script("scripts/evaluate.py", shipped["lmdb"], "-g", "tiny-dc", "--n", 8, cwd=tmp_path, root=root))
+    assert "swd_16" in result.stdout and "tiny-dc is a pretrained model" in result.stdout
+    assert sorted(path.name for path in root.iterdir()) == before
