@@ -56,7 +56,8 @@ def build_parser():
                "after the first step, which compiles the kernels")
     parser.add_argument("--nan-policy", default="stop", choices=("stop", "skip"),
                         help="on a NaN/Inf loss: stop (keeping the last good checkpoint) or skip that step "
-                             "(its updates and the running statistics its forward passes changed)")
+                             "(its updates and the running statistics its forward passes changed; skip also "
+                             "skips an update whose gradients are NaN/Inf)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     shared = parser.add_argument_group("training (default: from the config)")
     config_flag(shared, "--size", schema.flag_field("progressive.max_size"), MEANINGS["--size"])

@@ -171,16 +171,20 @@ class Trainer:
 
     def update(self, optimizer, loss, name):
         """Apply one update; a loss that is not finite stops training (nothing more is saved, so
-        the last checkpoint stays the last good one) or, with --nan-policy skip, is not applied.
+        the last checkpoint stays the last good one) or, with --nan-policy skip, is not applied;
+        nor is one whose gradients are not finite, as a finite loss can have NaN gradients.
 
         Under `stop` the value is read after the update: reading it first would make Jittor run
         every forward pass before any backward and keep all their activations."""
         if self.nan_policy == "skip":
+            optimizer.backward(loss)
             with self.stopwatch.section("host_sync"):
-                finite = self.finite(loss)
+                finite = self.finite(loss, optimizer)
             if finite:
-                optimizer.step(loss)
+                optimizer.step()
             else:
+                optimizer.zero_grad()  # the next backward replaces these gradients
+                optimizer.n_step -= 1  # and Adam's step count stays that of the applied updates
                 self.skipped_steps += 1
             return
         optimizer.step(loss)
@@ -192,9 +196,13 @@ class Trainer:
                                    f"lower --lr, or pass --nan-policy skip")
 
     @staticmethod
-    def finite(loss):
-        """Whether the loss is finite (on every MPI rank: all take the same decision)."""
-        return math.isfinite(float(mean_over_ranks(loss.detach()).item()))
+    def finite(loss, optimizer=None):
+        """Whether the loss (and the gradients the optimiser holds) are finite, on every MPI rank:
+        all take the same decision."""
+        value = mean_over_ranks(loss.detach())
+        if optimizer is not None:
+            value = value + sum(grad.sum() for group in optimizer.param_groups for grad in group["grads"])
+        return math.isfinite(float(value.item()))
 
     def counted(self, batches, phase):
         """The batches of the model's first stream, adding each global batch to the images shown."""

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import jittor as jt
 import numpy as np
 import pytest
 
@@ -105,6 +106,40 @@ def test_nan_policy_skip_leaves_the_weights_untouched_and_goes_on(tiny_lmdb, tmp
     for name, value in ckpt.module_state(trainer.model.discriminator).items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)
     assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])["skipped"] == 2
+
+
+class NaNGradient(jt.Function):
+    """The identity, whose gradient is NaN: a finite loss with non-finite gradients."""
+
+    def execute(self, x):
+        return x
+
+    def grad(self, grad):
+        return grad * float("nan")
+
+
+def test_nan_policy_skip_does_not_apply_finite_losses_with_nan_gradients(tiny_lmdb, tmp_path):
+    """Seen: a DCGAN whose generator drew NaN from one step on, every later step skipped."""
+    trainer = tiny_trainer(tiny_lmdb, tmp_path, nan_policy="skip")
+    trainer.train(2)
+    before = ckpt.module_state(trainer.model.discriminator)
+    adam_steps = trainer.model.optimizers()["discriminator"].n_step
+    loss = trainer.model.loss.discriminator_loss
+
+    def nan_gradients(critic, real, fake, regularise=True):
+        value, terms = loss(critic, real, fake, regularise)
+        return NaNGradient()(value), terms
+
+    trainer.model.loss.discriminator_loss = nan_gradients
+    trainer.train(3)
+    assert trainer.skipped_steps == 1
+    assert trainer.model.optimizers()["discriminator"].n_step == adam_steps
+    for name, value in ckpt.module_state(trainer.model.discriminator).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    trainer.model.loss.discriminator_loss = loss
+    trainer.train(4)
+    assert trainer.skipped_steps == 1 and trainer.model.optimizers()["discriminator"].n_step == adam_steps + 1
+    assert all(np.isfinite(value).all() for value in ckpt.module_state(trainer.model.discriminator).values())
 
 
 def test_nan_policy_skip_keeps_batchnorm_statistics_and_the_ema_finite_when_a_forward_pass_is_not(tiny_lmdb,
