@@ -11,6 +11,13 @@ on the fast path.
 """
 import jittor as jt
 
+
+def _code(shape, dtype, inputs, cuda_header, **sources):
+    """`jt.code` with the CUDA header inside namespace jittor: Jittor pastes a header at file scope,
+    where the type names that @ARGS_DEF expands to (float32, index_t) are not defined."""
+    return jt.code(shape, dtype, inputs, cuda_header=f"namespace jittor {{\n{cuda_header}\n}}\n", **sources)
+
+
 _SUM_2X2_CPU = """
     const long long rows = (long long)out0_shape0 * out0_shape1 * out0_shape2;
     const int width = out0_shape3, in_width = in0_shape3;
@@ -66,12 +73,6 @@ __global__ static void repeat_2x_kernel(@ARGS_DEF) {
     }
 }
 """
-
-def _code(shape, dtype, inputs, cuda_header, **sources):
-    """`jt.code` with the CUDA header inside namespace jittor: Jittor pastes a header at file scope,
-    where the type names that @ARGS_DEF expands to (float32, index_t) are not defined."""
-    return jt.code(shape, dtype, inputs, cuda_header=f"namespace jittor {{\n{cuda_header}\n}}\n", **sources)
-
 
 _LAUNCH = ("{name}<<<(int)std::min(((long long)out0_shape0 * out0_shape1 * out0_shape2 * out0_shape3 + 255) / 256,"
            " 65536LL), 256>>>(@ARGS);")

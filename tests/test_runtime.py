@@ -230,10 +230,9 @@ def test_the_cuda_release_is_read_from_the_nvcc_jittor_will_use(fake_nvcc, monke
 def test_cuda_builds_force_include_the_header_once_and_cuda_13_turns_cudnn_off(
         release, user_conv_opt, conv_opt, warns, monkeypatch, recwarn):
     monkeypatch.setenv("cc_flags", "-DUSER_FLAG")
+    monkeypatch.setenv("conv_opt", user_conv_opt or "unset")  # recorded, so the test leaves no conv_opt
     if user_conv_opt is None:
-        monkeypatch.delenv("conv_opt", raising=False)
-    else:
-        monkeypatch.setenv("conv_opt", user_conv_opt)
+        monkeypatch.delenv("conv_opt")
     runtime.configure_cuda(release)
     runtime.configure_cuda(release)
     assert os.environ["cc_flags"] == f'-include "{runtime.CUDA_COMPAT_HEADER}" -DUSER_FLAG'
