@@ -232,6 +232,23 @@ def test_two_runs_started_together_never_both_write(tiny_lmdb, tmp_path):
     assert [record["step"] for record in log_records(tmp_path / "checkpoint" / "crash")] == [1, 2]
 
 
+
+def test_a_refused_writer_waits_for_the_holders_note_and_never_names_a_dead_process(tmp_path, monkeypatch):
+    import socket
+    import threading
+
+    from jgan import runlock
+    monkeypatch.setattr(runlock, "NOTE_WAIT_S", 1.0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / runlock.HOLDER).write_text(f"PID {dead.pid} on {socket.gethostname()} since 2026-01-01 00:00:00 UTC\n")
+    assert runlock.holder(tmp_path) == "another process"     # a killed holder's note, not yet replaced
+    late = threading.Timer(0.3, runlock.write_note, [tmp_path])
+    late.start()
+    assert runlock.holder(tmp_path).startswith(f"PID {os.getpid()} on {socket.gethostname()} since 20")
+    late.join()
+    assert [path.name for path in tmp_path.iterdir()] == [runlock.HOLDER]
+
 # ----- bad records -------------------------------------------------------------------------------
 def garbled(tiny_lmdb, folder, keys):
     import shutil
