@@ -26,20 +26,27 @@ def log2_size(size, what):
 
 
 class FixedSchedule:
-    """One resolution and batch for the whole run, at the configured learning rates (DCGAN family)."""
+    """One resolution for the whole run (DCGAN family), at the configured batch and learning rates
+    until the first of the `stages` (train.stages: {images, lr, batch}) begins; each stage is a
+    phase of its own."""
 
     progressive = False
 
-    def __init__(self, size, batch):
-        self.size, self.batch = size, batch
+    def __init__(self, size, batch, stages=()):
+        self.size, self.batch, self.stages = size, batch, list(stages)
         self.level = log2_size(size, "--size") - 2
 
     def phase(self, images):
-        return Phase(self.size, self.level, 1.0, self.batch, None, 0, False)
+        batch, lr, index = self.batch, None, 0
+        for stage in self.stages:
+            if images < stage["images"]:
+                break
+            batch, lr, index = stage["batch"] or batch, stage["lr"] or lr, index + 1
+        return Phase(self.size, self.level, 1.0, batch, lr, index, False)
 
     def phases(self):
-        """The first phase of each resolution the run trains at."""
-        return [self.phase(0)]
+        """The first phase of each stage."""
+        return [self.phase(0)] + [self.phase(stage["images"]) for stage in self.stages]
 
 
 class ProgressiveSchedule:
@@ -90,4 +97,4 @@ def build_schedule(config):
         grow = config["progressive"]
         return ProgressiveSchedule(grow["init_size"], grow["max_size"], grow["phase"], grow["batch"],
                                    grow["lr"], fixed_batch=train["batch"])
-    return FixedSchedule(config["model"]["size"], train["batch"])
+    return FixedSchedule(config["model"]["size"], train["batch"], train.get("stages", ()))

@@ -41,6 +41,14 @@ class Section(BaseModel):
 
 
 # ----- the sections every family shares ----------------------------------------------------------
+class Stage(Section):
+    """A stage of a fixed-size run's schedule: from `images` shown on, another learning rate
+    and/or batch."""
+    images: int = key("images shown when the stage begins", ge=1)
+    lr: Optional[Rate] = key("learning rate of both networks from then on (null: as before)", None)
+    batch: Optional[int] = key("images per batch from then on (null: as before)", None, ge=1)
+
+
 class Train(Section):
     batch: Optional[int] = key("images per batch (null: progressive.batch, per resolution)", ge=1)
     iters: int = key("total generator steps", ge=1)
@@ -60,6 +68,9 @@ class Train(Section):
     metrics: str = key("metrics evaluated during training, e.g. swd or swd,fid ('' = none)", "")
     metrics_every: int = key("steps between metric evaluations (0 = never)", 0, ge=0)
     metrics_n: int = key("images per metric evaluation", 2048, ge=1)
+    stages: list[Stage] = key("a fixed-size run's schedule: stages, each from some images shown on, with "
+                              "another lr and/or batch ([] = none)", [],
+                              allowed="a list of {images, lr, batch} in increasing images")
 
 
 class Adam(Section):
@@ -139,9 +150,27 @@ class Config(Section):
                              f"takes; {self.arch} needs a batch size: pass --batch")
         return self
 
+    @model_validator(mode="after")
+    def stages_in_order(self):
+        starts = [stage.images for stage in self.train.stages]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"train.stages begin at {starts} images; list them in increasing order, "
+                             f"each at its own count")
+        idle = [stage.images for stage in self.train.stages if stage.lr is None and stage.batch is None]
+        if idle:
+            raise ValueError(f"the stage at {idle[0]} images changes nothing; give it an lr or a batch")
+        return self
+
 
 class ProgressiveConfig(Config):
     progressive: Progressive
+
+    @model_validator(mode="after")
+    def no_stages(self):
+        if self.train.stages:
+            raise ValueError("train.stages schedules a fixed-size run; a progressive run sets its batch "
+                             "and learning rate per resolution (progressive.batch, progressive.lr)")
+        return self
 
     @model_validator(mode="after")
     def growing_not_shrinking(self):
@@ -243,6 +272,12 @@ class CycleGANConfig(Config):
     loss: CycleGANLoss
     optim: DecayingAdam
     train: CycleGANTrain
+
+    @model_validator(mode="after")
+    def no_stages(self):
+        if self.train.stages:
+            raise ValueError("cyclegan schedules its own learning rate (optim.decay_start); drop train.stages")
+        return self
 
     @model_validator(mode="after")
     def no_training_metrics(self):

@@ -255,10 +255,9 @@ class Trainer:
         return self.streams
 
     def set_learning_rate(self, phase):
-        """A progressive schedule sets the learning rates of each resolution (progressive.lr, else
-        optim.lr_g and lr_d)."""
-        if self.schedule.progressive:
-            self.model.set_learning_rate(phase.lr)
+        """The schedule sets the learning rates of each phase: a resolution's (progressive.lr) or a
+        stage's (train.stages), else optim.lr_g and lr_d."""
+        self.model.set_learning_rate(phase.lr)
 
     # ----- outputs ---------------------------------------------------------------------------
     def sample(self, phase):

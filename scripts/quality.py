@@ -59,6 +59,8 @@ def build_parser():
     parser.add_argument("--checkpoint-dir", help="where the runs are kept (default: checkpoint/quality-NAME)")
     parser.add_argument("--out", default="results/quality", help="where the sample grids are written")
     parser.add_argument("--json", type=Path, help="write every number to this JSON file")
+    parser.add_argument("--nan-policy", default="stop", choices=("stop", "skip"),
+                        help="on a NaN/Inf loss or gradient of the jgan run: stop, or skip that step (as train.py's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -248,7 +250,8 @@ class Scorer:
 
 def measure_jgan(args, config, name, folder, scorer):
     from jgan.training import Trainer
-    trainer = Trainer(config, args.lmdb, folder, folder.parent / "jgan-samples", progress=not args.no_progress)
+    trainer = Trainer(config, args.lmdb, folder, folder.parent / "jgan-samples", progress=not args.no_progress,
+                      nan_policy=args.nan_policy)
     jgan_run = quality.JganRun(trainer)
     points = quality.measure(jgan_run, args.minutes, lambda g, m, v: scorer(name, g, m, v))
     return {"recipe": name, "config": config, "warmup_seconds": jgan_run.warmup_seconds,

@@ -137,6 +137,10 @@ def test_every_preset_holds_to_its_schema(arch, has_cuda):
     ({"optim": {"name": "rmsprop"}}, "config key optim.lr_g is missing; add it (generator learning rate: a number in (0, 1])"),
     ({"train": {"batch": None}}, "config key train.batch is null, which only a progressive architecture takes"),
     ({"sampling": {"n": 1}}, "unknown config key 'sampling'"),
+    ({"train": {"stages": [{"images": 100, "lr": 1e-4}, {"images": 50, "batch": 8}]}},
+     "train.stages begin at [100, 50] images; list them in increasing order, each at its own count"),
+    ({"train": {"stages": [{"images": 100}]}}, "the stage at 100 images changes nothing; give it an lr or a batch"),
+    ({"train": {"stages": [{"images": 100, "lr": 2}]}}, "config key train.stages"),
 ])
 def test_a_value_out_of_range_is_named_with_its_key_and_range(override, message):
     with pytest.raises(ConfigError) as error:
@@ -154,6 +158,10 @@ def test_a_value_out_of_range_is_named_with_its_key_and_range(override, message)
      "config key progressive.batch must be a map of power-of-two sizes to batch sizes of at least 1, got {12: 4}"),
     ("pggan", {"model": {"stddev_group": 0}}, "config key model.stddev_group must be an integer of at least 1 or null, got 0"),
     ("pggan", {"progressive": {"mixing": 0.5}}, "unknown config key 'progressive.mixing'"),
+    ("stylegan", {"train": {"stages": [{"images": 100, "lr": 1e-4}]}},
+     "train.stages schedules a fixed-size run; a progressive run sets its batch and learning rate per resolution"),
+    ("cyclegan", {"train": {"stages": [{"images": 100, "lr": 1e-4}]}},
+     "cyclegan schedules its own learning rate (optim.decay_start); drop train.stages"),
 ])
 def test_each_family_declares_its_own_keys_and_rules(arch, override, message):
     with pytest.raises(ConfigError) as error:

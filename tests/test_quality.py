@@ -227,3 +227,27 @@ def test_an_earlier_run_is_not_overwritten(tiny_lmdb, tmp_path):
     result = run_quality(tiny_lmdb, "--arch", "dcgan", *TINY, cwd=tmp_path)
     assert result.returncode == 2 and "already holds a run; delete it" in result.stderr, result.stderr
     assert earlier.read_bytes() == b"earlier"
+
+
+def test_the_nan_policy_reaches_the_jgan_trainer(monkeypatch, tmp_path):
+    import importlib.util
+
+    import jgan.training
+    spec = importlib.util.spec_from_file_location("quality_script", REPO / "scripts" / "quality.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    policies = []
+
+    class Stop(Exception):
+        pass
+
+    def recording_trainer(*args, nan_policy="stop", **kwargs):
+        policies.append(nan_policy)
+        raise Stop
+
+    monkeypatch.setattr(jgan.training, "Trainer", recording_trainer)
+    for flags, policy in (([], "stop"), (["--nan-policy", "skip"], "skip")):
+        args = script.build_parser().parse_args(["lmdb", *flags])
+        with pytest.raises(Stop):
+            script.measure_jgan(args, {}, "dcgan", tmp_path, scorer=None)
+    assert policies == ["stop", "skip"]

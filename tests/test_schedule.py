@@ -58,3 +58,13 @@ def test_fixed_schedule_never_changes():
     schedule = FixedSchedule(size=32, batch=8)
     assert schedule.phase(0) == schedule.phase(10 ** 9)
     assert schedule.phase(0).level == 3
+
+
+def test_stages_change_the_batch_and_learning_rate_from_their_images_on_and_keep_what_they_leave_out():
+    stages = [{"images": 100, "lr": 5e-5, "batch": None}, {"images": 300, "lr": None, "batch": 64}]
+    schedule = FixedSchedule(size=64, batch=32, stages=stages)
+    before, first, second = schedule.phase(99), schedule.phase(100), schedule.phase(10 ** 9)
+    assert (before.batch, before.lr, before.index) == (32, None, 0)     # the configured lr and batch
+    assert (first.batch, first.lr, first.index) == (32, 5e-5, 1)
+    assert (schedule.phase(299).batch, second.batch, second.lr, second.index) == (32, 64, 5e-5, 2)
+    assert schedule.phases() == [before, first, second]

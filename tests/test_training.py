@@ -208,3 +208,14 @@ def test_a_progressive_run_keeps_each_networks_learning_rate_unless_progressive_
     assert rates() == (5e-4, 5e-4), "progressive.lr sets both networks at 16 px"
     t.set_learning_rate(t.schedule.phase(0))
     assert rates() == (1e-3, 4e-3)
+
+
+def test_a_stage_sets_both_learning_rates_and_the_batch_from_its_images_on(tmp_path):
+    t = trainer("wgan-gp", tmp_path, {"optim": {"lr_g": 1e-3, "lr_d": 4e-3},
+                                      "train": {"n_critic": 1, "stages": [{"images": 8, "lr": 5e-5, "batch": 8}]}})
+    optimizers = t.model.optimizers()
+    rates = lambda: (optimizers["generator"].lr, optimizers["discriminator"].lr)   # noqa: E731
+    run_iterations(t, 2)
+    assert rates() == (1e-3, 4e-3) and t.images == 8
+    run_iterations(t, 2)
+    assert rates() == (5e-5, 5e-5) and t.images == 8 + 2 * 8
