@@ -8,7 +8,7 @@ family's class. The presets, `--config`, `--set` and the flags are all checked a
 A new family declares its `model` section (and any section it changes) as a subclass of `Config`
 or `ProgressiveConfig`, with the rules between its keys as `model_validator`s.
 """
-from typing import Annotated, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, ClassVar, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -138,6 +138,7 @@ class Progressive(Section):
 
 class Config(Section):
     """The sections of every family; a family adds its `model` section."""
+    stages_refused: ClassVar[Optional[str]] = None   # why a family takes no train.stages (None: it takes them)
     arch: str = key("architecture (jgan.registry)")
     loss: Loss
     optim: Optim
@@ -152,6 +153,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def stages_in_order(self):
+        if self.train.stages and self.stages_refused:
+            raise ValueError(self.stages_refused)
         starts = [stage.images for stage in self.train.stages]
         if starts != sorted(set(starts)):
             raise ValueError(f"train.stages begin at {starts} images; list them in increasing order, "
@@ -165,12 +168,8 @@ class Config(Section):
 class ProgressiveConfig(Config):
     progressive: Progressive
 
-    @model_validator(mode="after")
-    def no_stages(self):
-        if self.train.stages:
-            raise ValueError("train.stages schedules a fixed-size run; a progressive run sets its batch "
-                             "and learning rate per resolution (progressive.batch, progressive.lr)")
-        return self
+    stages_refused: ClassVar[str] = ("train.stages schedules a fixed-size run; a progressive run sets its batch "
+                                     "and learning rate per resolution (progressive.batch, progressive.lr)")
 
     @model_validator(mode="after")
     def growing_not_shrinking(self):
@@ -273,11 +272,7 @@ class CycleGANConfig(Config):
     optim: DecayingAdam
     train: CycleGANTrain
 
-    @model_validator(mode="after")
-    def no_stages(self):
-        if self.train.stages:
-            raise ValueError("cyclegan schedules its own learning rate (optim.decay_start); drop train.stages")
-        return self
+    stages_refused: ClassVar[str] = "cyclegan schedules its own learning rate (optim.decay_start); drop train.stages"
 
     @model_validator(mode="after")
     def no_training_metrics(self):
