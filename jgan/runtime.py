@@ -16,8 +16,9 @@ and downloads oneDNN from the internet on first import. So the first `init()`, b
   * keeps Jittor from importing PyTorch at start-up when it is installed (`FIX_TORCH_ERROR=0`):
     jgan never needs it, and it cost every process ~185 MiB of memory and ~0.9 s; code that does
     need PyTorch next to Jittor imports it with `import_torch`,
-and after the import undoes Jittor's quick-exit SIGINT and SIGCHLD handlers and stops its idle
-compile processes; every `init(device)` then applies the device. Values the user set in the
+and after the import undoes Jittor's quick-exit SIGINT and SIGCHLD handlers, stops its idle
+compile processes and, on CUDA without cuDNN, routes its convolutions through jgan.gemm_conv;
+every `init(device)` then applies the device. Values the user set in the
 environment are respected. `JITTOR_HOME` is never set. The CLIs print `startup_line()` themselves.
 """
 import atexit
@@ -220,6 +221,17 @@ def start_jittor():
     import jittor  # noqa: F401
     restore_signal_handlers()
     close_compile_pool()
+    route_convolutions()
+
+
+def route_convolutions():
+    """On CUDA without cuDNN, Jittor's convolutions as matrix products (jgan.gemm_conv): its own
+    kernels for them overflow their 32-bit indices at a GAN's batch sizes."""
+    import jittor as jt
+    from jittor import compile_extern
+    if jt.has_cuda and getattr(compile_extern, "cudnn", None) is None:
+        from jgan import gemm_conv
+        gemm_conv.install()
 
 
 def init(device="auto"):

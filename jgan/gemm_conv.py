@@ -1,0 +1,106 @@
+"""Convolutions as matrix products, for Jittor on CUDA without cuDNN.
+
+Without cuDNN, Jittor runs `nn.conv2d` and `nn.conv_transpose2d` as one fused kernel over the
+7-d product batch x out channels x in channels x pixels x taps, which is never a tensor: Jittor
+picks 32-bit indices from the tensors a fused kernel reads and writes (src/fused_op.cc), so that
+loop overflows past 2^31 products (a DCGAN generator at batch 128), and it runs no faster than
+the naive loop it is. Here a convolution is an im2col gather (a tensor of its own, indexed in 64
+bits when it needs them) and one matrix product (cuBLAS); a transposed convolution is the matrix
+product followed by the col2im scatter-add. The gradients are Jittor's of those ops.
+
+`install()` routes Jittor's convolutions (functions and modules, groups 1, no dilation) through
+these while `jt.flags.use_cuda` is set; jgan.runtime calls it when Jittor has CUDA but no cuDNN.
+On the CPU nothing changes: oneDNN runs the convolutions there.
+"""
+import jittor as jt
+from jittor import nn
+
+_ORIGINALS = {}
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _with_bias(y, bias):
+    return y if bias is None else y + bias.broadcast(y.shape, [0, 2, 3])
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """nn.conv2d(x, weight, bias, stride, padding) as im2col and one matrix product."""
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    n, c, h, w = x.shape
+    out_channels, _, kh, kw = weight.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    columns = x.reindex([n, oh, ow, c, kh, kw], ["i0", "i3", f"i1*{sh}-{ph}+i4", f"i2*{sw}-{pw}+i5"])
+    y = nn.matmul(columns.reshape(n * oh * ow, c * kh * kw), weight.reshape(out_channels, c * kh * kw).transpose())
+    return _with_bias(y.reshape(n, oh, ow, out_channels).transpose(0, 3, 1, 2), bias)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """nn.conv_transpose2d(x, weight, bias, stride, padding, output_padding) as one matrix product
+    and the col2im scatter-add."""
+    (sh, sw), (ph, pw), (qh, qw) = _pair(stride), _pair(padding), _pair(output_padding)
+    n, c, h, w = x.shape
+    _, out_channels, kh, kw = weight.shape
+    oh, ow = (h - 1) * sh - 2 * ph + kh + qh, (w - 1) * sw - 2 * pw + kw + qw
+    columns = nn.matmul(x.transpose(0, 2, 3, 1).reshape(n * h * w, c), weight.reshape(c, out_channels * kh * kw))
+    y = columns.reshape(n, h, w, out_channels, kh, kw).reindex_reduce(
+        "add", [n, out_channels, oh, ow], ["i0", "i3", f"i1*{sh}-{ph}+i4", f"i2*{sw}-{pw}+i5"])
+    return _with_bias(y, bias)
+
+
+def _plain(groups, dilation):
+    return groups == 1 and _pair(dilation) == (1, 1)
+
+
+def _routed():
+    """Whether Jittor's convolutions go through this module now."""
+    return bool(jt.flags.use_cuda)
+
+
+def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if _routed() and _plain(groups, dilation):
+        return conv2d(x, weight, bias, stride, padding)
+    return _ORIGINALS["conv2d"](x, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    if _routed() and _plain(groups, dilation):
+        return conv_transpose2d(x, weight, bias, stride, padding, output_padding)
+    return _ORIGINALS["conv_transpose"](x, weight, bias, stride, padding, output_padding, groups, dilation)
+
+
+def _conv_module(self, x):
+    if _routed() and _plain(self.groups, self.dilation) and not hasattr(self, "depthwise_conv"):
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding)
+    return _ORIGINALS["Conv.execute"](self, x)
+
+
+def _conv_transpose_module(self, x):
+    if _routed() and _plain(self.groups, self.dilation):
+        return conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
+    return _ORIGINALS["ConvTranspose.execute"](self, x)
+
+
+def install():
+    """Route Jittor's 2-d convolutions through these while on CUDA (idempotent)."""
+    if _ORIGINALS:
+        return
+    _ORIGINALS.update({"conv2d": nn.conv2d, "conv_transpose": nn.conv_transpose,
+                       "Conv.execute": nn.Conv.execute, "ConvTranspose.execute": nn.ConvTranspose.execute})
+    nn.conv2d = _conv2d
+    nn.conv_transpose = nn.conv_transpose2d = _conv_transpose
+    nn.Conv.execute = _conv_module
+    nn.ConvTranspose.execute = _conv_transpose_module
+
+
+def uninstall():
+    """Give Jittor its own convolutions back."""
+    if not _ORIGINALS:
+        return
+    nn.conv2d = _ORIGINALS["conv2d"]
+    nn.conv_transpose = nn.conv_transpose2d = _ORIGINALS["conv_transpose"]
+    nn.Conv.execute = _ORIGINALS["Conv.execute"]
+    nn.ConvTranspose.execute = _ORIGINALS["ConvTranspose.execute"]
+    _ORIGINALS.clear()
