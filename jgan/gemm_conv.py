@@ -5,7 +5,7 @@ Without cuDNN, Jittor runs `nn.conv2d` and `nn.conv_transpose2d` as one fused ke
 picks 32-bit indices from the tensors a fused kernel reads and writes (src/fused_op.cc), so that
 loop overflows past 2^31 products (a DCGAN generator at batch 128), and it runs no faster than
 the naive loop it is. Here a convolution is an im2col gather (a tensor of its own, indexed in 64
-bits when it needs them) and one matrix product (cuBLAS); a transposed convolution is the matrix
+bits when it needs them) and one cuBLAS matrix product; a transposed convolution is the matrix
 product followed by the col2im scatter-add. The gradients are Jittor's of those ops.
 
 `install()` routes Jittor's convolutions (functions and modules, groups 1, no dilation) through
@@ -22,6 +22,16 @@ def _pair(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
+def matmul(a, b):
+    """a @ b of two matrices: on CUDA cuBLAS's batched product, whose gradients are cuBLAS products
+    too (Jittor's 2-d matmul is a fused loop that reaches cuBLAS only through its tuner);
+    elsewhere Jittor's."""
+    cublas = getattr(jt.compile_extern, "cublas_ops", None)
+    if jt.flags.use_cuda and cublas is not None:
+        return cublas.cublas_batched_matmul(a.reshape(1, *a.shape), b.reshape(1, *b.shape), 0, 0)[0]
+    return nn.matmul(a, b)
+
+
 def _with_bias(y, bias):
     return y if bias is None else y + bias.broadcast(y.shape, [0, 2, 3])
 
@@ -33,7 +43,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     out_channels, _, kh, kw = weight.shape
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     columns = x.reindex([n, oh, ow, c, kh, kw], ["i0", "i3", f"i1*{sh}-{ph}+i4", f"i2*{sw}-{pw}+i5"])
-    y = nn.matmul(columns.reshape(n * oh * ow, c * kh * kw), weight.reshape(out_channels, c * kh * kw).transpose())
+    y = matmul(columns.reshape(n * oh * ow, c * kh * kw), weight.reshape(out_channels, c * kh * kw).transpose())
     return _with_bias(y.reshape(n, oh, ow, out_channels).transpose(0, 3, 1, 2), bias)
 
 
@@ -44,7 +54,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     n, c, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
     oh, ow = (h - 1) * sh - 2 * ph + kh + qh, (w - 1) * sw - 2 * pw + kw + qw
-    columns = nn.matmul(x.transpose(0, 2, 3, 1).reshape(n * h * w, c), weight.reshape(c, out_channels * kh * kw))
+    columns = matmul(x.transpose(0, 2, 3, 1).reshape(n * h * w, c), weight.reshape(c, out_channels * kh * kw))
     y = columns.reshape(n, h, w, out_channels, kh, kw).reindex_reduce(
         "add", [n, out_channels, oh, ow], ["i0", "i3", f"i1*{sh}-{ph}+i4", f"i2*{sw}-{pw}+i5"])
     return _with_bias(y, bias)
