@@ -84,7 +84,7 @@ def test_resolution_maps_are_replaced_whole():
     assert config["progressive"]["batch"] == {8: 4, 16: 2}
 
 
-def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32_with_a_ramped_ema():
+def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32_with_a_ramped_ema_and_stages():
     config = load_config("dcgan", config_file=registry.CONFIG_DIR / "fast-cpu.yaml")
     paper = preset_of("dcgan")
     assert (config["model"]["ngf"], config["model"]["ndf"], config["train"]["batch"]) == (32, 32, 32)
@@ -94,6 +94,10 @@ def test_the_fast_cpu_recipe_is_the_dcgan_preset_at_half_width_and_batch_32_with
     paper_config = load_config("dcgan")
     assert config["loss"] == paper_config["loss"] and config["optim"] == paper_config["optim"]
     assert config["model"]["size"] == 64
+    stages = [(stage["images"], stage["lr"], stage["batch"]) for stage in config["train"]["stages"]]
+    assert stages == [(256000, 5e-5, None), (320000, 1.5e-5, None), (384000, None, 64), (480000, None, 128),
+                      (704000, 1e-5, None)], "the measured 2-hour schedule (README, Two hours: the stages)"
+    assert paper_config["train"]["stages"] == []
 
 
 def test_the_stylegan_cpu_preset_and_the_demo_recipe_hold_the_measured_settings_the_demo_up_to_16_px():
