@@ -152,7 +152,7 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
-    def stages_in_order(self):
+    def stages_well_formed(self):
         if self.train.stages and self.stages_refused:
             raise ValueError(self.stages_refused)
         starts = [stage.images for stage in self.train.stages]
