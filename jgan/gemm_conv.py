@@ -72,45 +72,44 @@ def _routed():
 def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if _routed() and _plain(groups, dilation):
         return conv2d(x, weight, bias, stride, padding)
-    return _ORIGINALS["conv2d"](x, weight, bias, stride, padding, dilation, groups)
+    return _ORIGINALS[nn, "conv2d"](x, weight, bias, stride, padding, dilation, groups)
 
 
 def _conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     if _routed() and _plain(groups, dilation):
         return conv_transpose2d(x, weight, bias, stride, padding, output_padding)
-    return _ORIGINALS["conv_transpose"](x, weight, bias, stride, padding, output_padding, groups, dilation)
+    return _ORIGINALS[nn, "conv_transpose"](x, weight, bias, stride, padding, output_padding, groups, dilation)
 
 
 def _conv_module(self, x):
     if _routed() and _plain(self.groups, self.dilation) and not hasattr(self, "depthwise_conv"):
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)
-    return _ORIGINALS["Conv.execute"](self, x)
+    return _ORIGINALS[nn.Conv, "execute"](self, x)
 
 
 def _conv_transpose_module(self, x):
     if _routed() and _plain(self.groups, self.dilation):
         return conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
-    return _ORIGINALS["ConvTranspose.execute"](self, x)
+    return _ORIGINALS[nn.ConvTranspose, "execute"](self, x)
+
+
+def _replacements():
+    """(owner, attribute, replacement) of every convolution entry point of Jittor routed here."""
+    return [(nn, "conv2d", _conv2d), (nn, "conv_transpose", _conv_transpose), (nn, "conv_transpose2d", _conv_transpose),
+            (nn.Conv, "execute", _conv_module), (nn.ConvTranspose, "execute", _conv_transpose_module)]
 
 
 def install():
     """Route Jittor's 2-d convolutions through these while on CUDA (idempotent)."""
     if _ORIGINALS:
         return
-    _ORIGINALS.update({"conv2d": nn.conv2d, "conv_transpose": nn.conv_transpose,
-                       "Conv.execute": nn.Conv.execute, "ConvTranspose.execute": nn.ConvTranspose.execute})
-    nn.conv2d = _conv2d
-    nn.conv_transpose = nn.conv_transpose2d = _conv_transpose
-    nn.Conv.execute = _conv_module
-    nn.ConvTranspose.execute = _conv_transpose_module
+    for owner, attribute, replacement in _replacements():
+        _ORIGINALS[owner, attribute] = getattr(owner, attribute)
+        setattr(owner, attribute, replacement)
 
 
 def uninstall():
     """Give Jittor its own convolutions back."""
-    if not _ORIGINALS:
-        return
-    nn.conv2d = _ORIGINALS["conv2d"]
-    nn.conv_transpose = nn.conv_transpose2d = _ORIGINALS["conv_transpose"]
-    nn.Conv.execute = _ORIGINALS["Conv.execute"]
-    nn.ConvTranspose.execute = _ORIGINALS["ConvTranspose.execute"]
+    for (owner, attribute), original in _ORIGINALS.items():
+        setattr(owner, attribute, original)
     _ORIGINALS.clear()
