@@ -2,7 +2,7 @@
 apply after a given number of real images shown. A schedule is a pure function of that count, so a
 resumed run lands exactly where it stopped.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from jgan import registry
 from jgan.errors import ConfigError
@@ -14,8 +14,8 @@ class Phase:
     level: int           # resolution index: log2(size) - 2 (4 px is level 0)
     alpha: float         # fade-in weight of the newest block, 1 when fully grown
     batch: int
-    lr: float | None     # every network's learning rate here (progressive.lr); None: each its configured one
-    index: int           # how many resolution changes came before this phase
+    lr: float | None     # every network's learning rate here (progressive.lr or a stage's); None: each its configured one
+    index: int           # how many resolution changes and stages came before this phase
     fading: bool         # True while alpha can still change at this resolution
 
 
@@ -25,10 +25,19 @@ def log2_size(size, what):
     return size.bit_length() - 1
 
 
+def staged(phase, stages, images):
+    """`phase` under the stages (train.stages: {images, lr, batch}) begun by `images`: from its
+    images on, a stage's lr and batch replace the schedule's, each until a later stage gives one."""
+    begun = [stage for stage in stages if images >= stage["images"]]
+    batch, lr = phase.batch, phase.lr
+    for stage in begun:
+        batch, lr = stage["batch"] or batch, stage["lr"] or lr
+    return replace(phase, batch=batch, lr=lr, index=phase.index + len(begun))
+
+
 class FixedSchedule:
     """One resolution for the whole run (DCGAN family), at the configured batch and learning rates
-    until the first of the `stages` (train.stages: {images, lr, batch}) begins; each stage is a
-    phase of its own."""
+    until the first of the `stages` begins; each stage is a phase of its own."""
 
     progressive = False
 
@@ -37,12 +46,7 @@ class FixedSchedule:
         self.level = log2_size(size, "--size") - 2
 
     def phase(self, images):
-        batch, lr, index = self.batch, None, 0
-        for stage in self.stages:
-            if images < stage["images"]:
-                break
-            batch, lr, index = stage["batch"] or batch, stage["lr"] or lr, index + 1
-        return Phase(self.size, self.level, 1.0, batch, lr, index, False)
+        return staged(Phase(self.size, self.level, 1.0, self.batch, None, 0, False), self.stages, images)
 
     def phases(self):
         """The first phase of each stage."""
@@ -51,11 +55,13 @@ class FixedSchedule:
 
 class ProgressiveSchedule:
     """Progressive growing (Karras et al. 2018): each resolution fades in over `phase_images`
-    images (alpha 0 -> 1), holds for as many again, then the next resolution starts."""
+    images (alpha 0 -> 1), holds for as many again, then the next resolution starts. `stages`
+    change the batch and learning rate from their images on, whatever the resolution."""
 
     progressive = True
 
-    def __init__(self, init_size, max_size, phase_images, batch_by_size, lr_by_size, fixed_batch=None):
+    def __init__(self, init_size, max_size, phase_images, batch_by_size, lr_by_size, fixed_batch=None,
+                 stages=()):
         self.first = log2_size(init_size, "--init-size")
         self.last = log2_size(max_size, "--max-size")
         if self.first > self.last:
@@ -67,6 +73,7 @@ class ProgressiveSchedule:
         self.batch_by_size = {int(k): int(v) for k, v in batch_by_size.items()}
         self.lr_by_size = {int(k): float(v) for k, v in lr_by_size.items()}
         self.fixed_batch = fixed_batch
+        self.stages = list(stages)
         self.size = max_size
         for log2 in range(self.first, self.last + 1):
             self._batch(2 ** log2)
@@ -79,9 +86,15 @@ class ProgressiveSchedule:
         return self.batch_by_size[size]
 
     def phases(self):
-        return [self.phase(index * 2 * self.phase_images) for index in range(self.last - self.first + 1)]
+        """The first phase of each resolution and of each stage, in the order the run meets them."""
+        starts = [index * 2 * self.phase_images for index in range(self.last - self.first + 1)]
+        return [self.phase(images) for images in sorted(set(starts + [stage["images"] for stage in self.stages]))]
 
     def phase(self, images):
+        return staged(self.grown(images), self.stages, images)
+
+    def grown(self, images):
+        """The phase of progressive growing alone, before the stages."""
         index = min(images // (2 * self.phase_images), self.last - self.first)
         size = 2 ** (self.first + index)
         used = images - index * 2 * self.phase_images
@@ -96,5 +109,5 @@ def build_schedule(config):
     if registry.get(config["arch"]).progressive:
         grow = config["progressive"]
         return ProgressiveSchedule(grow["init_size"], grow["max_size"], grow["phase"], grow["batch"],
-                                   grow["lr"], fixed_batch=train["batch"])
+                                   grow["lr"], fixed_batch=train["batch"], stages=train.get("stages", ()))
     return FixedSchedule(config["model"]["size"], train["batch"], train.get("stages", ()))

@@ -42,8 +42,8 @@ class Section(BaseModel):
 
 # ----- the sections every family shares ----------------------------------------------------------
 class Stage(Section):
-    """A stage of a fixed-size run's schedule: from `images` shown on, another learning rate
-    and/or batch."""
+    """A stage of a run's schedule: from `images` shown on, another learning rate and/or batch
+    (in a progressive run, whatever the resolution)."""
     images: int = key("images shown when the stage begins", ge=1)
     lr: Optional[Rate] = key("learning rate of both networks from then on (null: as before)", None)
     batch: Optional[int] = key("images per batch from then on (null: as before)", None, ge=1)
@@ -68,8 +68,8 @@ class Train(Section):
     metrics: str = key("metrics evaluated during training, e.g. swd or swd,fid ('' = none)", "")
     metrics_every: int = key("steps between metric evaluations (0 = never)", 0, ge=0)
     metrics_n: int = key("images per metric evaluation", 2048, ge=1)
-    stages: list[Stage] = key("a fixed-size run's schedule: stages, each from some images shown on, with "
-                              "another lr and/or batch ([] = none)", [],
+    stages: list[Stage] = key("the run's schedule: stages, each from some images shown on, with another "
+                              "lr and/or batch ([] = none)", [],
                               allowed="a list of {images, lr, batch} in increasing images")
 
 
@@ -167,9 +167,6 @@ class Config(Section):
 
 class ProgressiveConfig(Config):
     progressive: Progressive
-
-    stages_refused: ClassVar[str] = ("train.stages schedules a fixed-size run; a progressive run sets its batch "
-                                     "and learning rate per resolution (progressive.batch, progressive.lr)")
 
     @model_validator(mode="after")
     def growing_not_shrinking(self):

@@ -162,8 +162,6 @@ def test_a_value_out_of_range_is_named_with_its_key_and_range(override, message)
      "config key progressive.batch must be a map of power-of-two sizes to batch sizes of at least 1, got {12: 4}"),
     ("pggan", {"model": {"stddev_group": 0}}, "config key model.stddev_group must be an integer of at least 1 or null, got 0"),
     ("pggan", {"progressive": {"mixing": 0.5}}, "unknown config key 'progressive.mixing'"),
-    ("stylegan", {"train": {"stages": [{"images": 100, "lr": 1e-4}]}},
-     "train.stages schedules a fixed-size run; a progressive run sets its batch and learning rate per resolution"),
     ("cyclegan", {"train": {"stages": [{"images": 100, "lr": 1e-4}]}},
      "cyclegan schedules its own learning rate (optim.decay_start); drop train.stages"),
 ])
@@ -206,3 +204,8 @@ def test_a_config_file_reads_exponents_without_a_dot_as_numbers(tmp_path):
     path.write_text("optim:\n  lr_g: 1e-3\n  lr_d: +25e-5\n")
     optim = load_config("dcgan", False, path, [])["optim"]
     assert (optim["lr_g"], optim["lr_d"]) == (1e-3, 2.5e-4)
+
+
+def test_a_progressive_run_takes_stages():
+    config = load_config("stylegan", overrides=[{"train": {"stages": [{"images": 100, "lr": 1e-4}]}}])
+    assert config["train"]["stages"] == [{"images": 100, "lr": 1e-4, "batch": None}]

@@ -68,3 +68,16 @@ def test_stages_change_the_batch_and_learning_rate_from_their_images_on_and_keep
     assert (first.batch, first.lr, first.index) == (32, 5e-5, 1)
     assert (schedule.phase(299).batch, second.batch, second.lr, second.index) == (32, 64, 5e-5, 2)
     assert schedule.phases() == [before, first, second]
+
+
+def test_stages_replace_a_progressive_runs_batch_and_learning_rate_at_every_resolution_after_them():
+    stages = [{"images": 250, "lr": 1e-4, "batch": None}, {"images": 450, "lr": None, "batch": 16}]
+    schedule = progressive(stages=stages)
+    before, fading, grown = schedule.phase(249), schedule.phase(250), schedule.phase(10 ** 7)
+    assert (before.size, before.batch, before.lr, before.index) == (16, 5, None, 1)
+    assert (fading.size, fading.alpha, fading.batch, fading.lr, fading.index) == (16, 0.51, 5, 1e-4, 2)
+    assert (grown.size, grown.batch, grown.lr, grown.index) == (32, 16, 1e-4, 4), \
+        "the stage's lr wins over progressive.lr at 32 px, and the later stage's batch over its batch"
+    assert schedule.phase(449).batch == 4 and schedule.phase(450).index == 4
+    assert [(p.size, p.index) for p in schedule.phases()] == [(8, 0), (16, 1), (16, 2), (32, 3), (32, 4)]
+    assert progressive().phase(10 ** 7).index == 2, "without stages, the index counts resolutions"

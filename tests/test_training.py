@@ -210,6 +210,16 @@ def test_a_progressive_run_keeps_each_networks_learning_rate_unless_progressive_
     assert rates() == (1e-3, 4e-3)
 
 
+def test_a_stage_of_a_progressive_run_sets_both_learning_rates_over_progressive_lr(tmp_path):
+    t = trainer("stylegan", tmp_path, {"optim": {"lr_g": 1e-3, "lr_d": 4e-3}, "progressive": {"lr": {16: 5e-4}},
+                                       "train": {"stages": [{"images": 10 ** 6, "lr": 2e-5}]}})
+    optimizers = t.model.optimizers()
+    t.set_learning_rate(t.schedule.phase(10 ** 6 - 1))
+    assert (optimizers["generator"].lr, optimizers["discriminator"].lr) == (5e-4, 5e-4)
+    t.set_learning_rate(t.schedule.phase(10 ** 6))
+    assert (optimizers["generator"].lr, optimizers["discriminator"].lr) == (2e-5, 2e-5)
+
+
 def test_a_stage_sets_both_learning_rates_and_the_batch_from_its_images_on(tmp_path):
     t = trainer("wgan-gp", tmp_path, {"optim": {"lr_g": 1e-3, "lr_d": 4e-3},
                                       "train": {"n_critic": 1, "stages": [{"images": 8, "lr": 5e-5, "batch": 8}]}})

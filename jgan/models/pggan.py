@@ -54,8 +54,7 @@ def check_stddev_groups(config, world):
     if not group:
         return
     schedule = build_schedule(config)
-    for index in range(schedule.last - schedule.first + 1):
-        phase = schedule.phase(index * 2 * schedule.phase_images)
+    for phase in schedule.phases():
         batch = phase.batch // world
         if batch % min(group, batch):
             raise ConfigError(f"model.stddev_group {group} does not divide the batch of {batch} images "
