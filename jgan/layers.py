@@ -47,12 +47,13 @@ def lerp(a, b, t):
 class EqualLinear(nn.Module):
     """y = x (c lr_mul W)^T + lr_mul b, c = sqrt(2 / in_dim): a fully connected layer with equalised lr."""
 
-    def __init__(self, in_dim, out_dim, bias_init=0.0, lr_mul=1.0):
-        """`bias_init` is a number or a sequence of out_dim numbers (the effective initial bias)."""
+    def __init__(self, in_dim, out_dim, bias_init=0.0, lr_mul=1.0, weight_gain=1.0):
+        """`bias_init` is a number or a sequence of out_dim numbers (the effective initial bias);
+        `weight_gain` scales the initial weight (1: He initialisation)."""
         self.in_dim = in_dim
         self.lr_mul = lr_mul
         self.scale = he_constant(in_dim) * lr_mul
-        self.weight = jt.array(np.random.randn(out_dim, in_dim).astype(np.float32) / lr_mul)
+        self.weight = jt.array(np.random.randn(out_dim, in_dim).astype(np.float32) * weight_gain / lr_mul)
         bias = np.broadcast_to(np.asarray(bias_init, dtype=np.float32), (out_dim,))
         self.bias = jt.array(bias / np.float32(lr_mul))
 
@@ -224,12 +225,14 @@ class AdaptiveInstanceNorm(nn.Module):
     instance_norm(x) = (x - mean_hw(x)) / sqrt(var_hw(x) + 1e-5), the biased variance of each map.
 
     The instance norm has no affine parameters of its own; the style layer's bias starts at
-    gamma = 1, beta = 0 so that AdaIN starts as a plain instance norm.
+    gamma = 1, beta = 0 so that AdaIN starts as a plain instance norm on average over styles.
+    `style_gain` scales the style layer's initial weights: how far gamma and beta spread over
+    styles at the start (1: rosinality's He initialisation; 0: the same plain norm for every style).
     """
 
-    def __init__(self, channels, style_dim):
+    def __init__(self, channels, style_dim, style_gain=1.0):
         self.channels = channels
-        self.style = EqualLinear(style_dim, 2 * channels,
+        self.style = EqualLinear(style_dim, 2 * channels, weight_gain=style_gain,
                                  bias_init=np.concatenate([np.ones(channels), np.zeros(channels)]))
 
     def execute(self, x, w):

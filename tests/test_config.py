@@ -160,6 +160,7 @@ def test_a_value_out_of_range_is_named_with_its_key_and_range(override, message)
      "model.channels has 2 widths, enough to grow to 8 px, not to progressive.max_size 16"),
     ("stylegan", {"progressive": {"batch": {12: 4}}},
      "config key progressive.batch must be a map of power-of-two sizes to batch sizes of at least 1, got {12: 4}"),
+    ("stylegan", {"model": {"style_gain": -1}}, "config key model.style_gain must be a number of at least 0, got -1"),
     ("pggan", {"model": {"stddev_group": 0}}, "config key model.stddev_group must be an integer of at least 1 or null, got 0"),
     ("pggan", {"progressive": {"mixing": 0.5}}, "unknown config key 'progressive.mixing'"),
     ("cyclegan", {"train": {"stages": [{"images": 100, "lr": 1e-4}]}},

@@ -159,6 +159,22 @@ def test_adaptive_instance_norm_has_no_affine_norm_and_starts_as_instance_norm()
             expected)
 
 
+def test_adaptive_instance_norm_style_gain_scales_how_far_styles_spread_gamma_and_beta():
+    x = 3 * random_array(BATCH, CHANNELS, SIZE, SIZE) + 1
+    w = jt.array(random_array(BATCH, 12, seed=1))
+    jt.set_global_seed(0)
+    he = layers.AdaptiveInstanceNorm(CHANNELS, 12).style.weight.numpy()
+    jt.set_global_seed(0)
+    tenth = layers.AdaptiveInstanceNorm(CHANNELS, 12, style_gain=0.1).style.weight.numpy()
+    compare("initial style weight at gain 0.1", jt.array(tenth), 0.1 * he, atol=1e-7)
+    plain = layers.AdaptiveInstanceNorm(CHANNELS, 12, style_gain=0)
+    compare("AdaIN at gain 0 is the plain instance norm for every style", plain(jt.array(x), w),
+            F.instance_norm(torch.tensor(x)))
+    grad = jt.grad(plain(jt.array(x), w).sqr().sum() + (plain(jt.array(x), w) * jt.array(x)).sum(),
+                   plain.style.weight).numpy()
+    assert np.abs(grad).max() > 1e-3, "a zero style weight still learns"
+
+
 def test_constant_input_matches_rosinality():
     jt_layer = layers.ConstantInput(CHANNELS)
     check_parity("ConstantInput", jt_layer, ref.ConstantInput(CHANNELS), [random_array(BATCH, 1)],

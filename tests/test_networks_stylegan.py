@@ -335,6 +335,21 @@ def test_build_networks_from_a_model_section():
         build_networks(channels=[])
 
 
+
+def test_style_gain_0_from_the_model_section_makes_the_image_independent_of_z_at_the_start():
+    from jgan.models import build_networks as build_arch
+    from jgan.config import load_config
+    assert load_config("stylegan", overrides=[{"model": {"style_gain": 0}}])["model"]["style_gain"] == 0
+    model = {"code_dim": CODE, "n_mlp": 1, "channels": [8, 8, 4], "style_gain": 0}
+    g, _ = build_arch("stylegan", model)
+    noise = [jt.ones((4, 1, 4 * 2 ** (i // 2), 4 * 2 ** (i // 2))) for i in range(6)]
+    images = g(jt.randn(4, CODE), noise=noise, level=2).numpy()
+    assert np.abs(images - images[:1]).max() < 1e-5 and images.std() > 0.1, "same image for every z"
+    model["style_gain"] = 1.0
+    g, _ = build_arch("stylegan", model)
+    images = g(jt.randn(4, CODE), noise=noise, level=2).numpy()
+    assert np.abs(images - images[:1]).max() > 0.1, "rosinality's initialisation: z shapes the image"
+
 # ----- compiled kernels -----------------------------------------------------------------------
 def kernels_compiled(run):
     """Number of kernels Jittor compiles (or loads from its disk cache) while `run()` executes.

@@ -60,7 +60,7 @@ class StyledConvBlock(nn.Module):
     3x3 conv, or with a fused transposed conv (`fused`), then blur. Both AdaINs take the same style.
     """
 
-    def __init__(self, in_channels, out_channels, style_dim, initial=False, fused=False):
+    def __init__(self, in_channels, out_channels, style_dim, initial=False, fused=False, style_gain=1.0):
         self.initial = initial
         if initial:
             self.conv1 = ConstantInput(out_channels)
@@ -69,10 +69,10 @@ class StyledConvBlock(nn.Module):
             self.conv1 = upsample(in_channels, out_channels, 3, padding=1)
             self.blur = Blur()
         self.noise1 = NoiseInjection(out_channels)
-        self.adain1 = AdaptiveInstanceNorm(out_channels, style_dim)
+        self.adain1 = AdaptiveInstanceNorm(out_channels, style_dim, style_gain)
         self.conv2 = EqualConv2d(out_channels, out_channels, 3, padding=1)
         self.noise2 = NoiseInjection(out_channels)
-        self.adain2 = AdaptiveInstanceNorm(out_channels, style_dim)
+        self.adain2 = AdaptiveInstanceNorm(out_channels, style_dim, style_gain)
 
     def execute(self, x, style, noise1, noise2):
         """`x` is the previous block's output (ignored by the first block)."""
@@ -91,7 +91,7 @@ class StyledGenerator(nn.Module):
     """
 
     def __init__(self, code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
-                 image_channels=3):
+                 image_channels=3, style_gain=1.0):
         check_architecture(channels, fused_from)
         self.code_dim = code_dim
         self.channels = tuple(channels)
@@ -102,7 +102,7 @@ class StyledGenerator(nn.Module):
         self.style = nn.Sequential(*mapping)
         self.progression = nn.ModuleList([
             StyledConvBlock(self.channels[max(i - 1, 0)], width, code_dim, initial=(i == 0),
-                            fused=resolution(i) >= fused_from)
+                            fused=resolution(i) >= fused_from, style_gain=style_gain)
             for i, width in enumerate(self.channels)])
         self.to_rgb = nn.ModuleList([ToRGB(width, image_channels) for width in self.channels])
         self.w_avg = jt.zeros((1, code_dim)).stop_grad()
@@ -291,9 +291,9 @@ class Discriminator(nn.Module):
 
 
 def build_networks(code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
-                   stddev_group=None, from_rgb_activate=False, image_channels=3):
+                   stddev_group=None, from_rgb_activate=False, image_channels=3, style_gain=1.0):
     """(StyledGenerator, Discriminator) of one configuration's `model` section."""
-    generator = StyledGenerator(code_dim, n_mlp, channels, fused_from, lr_mlp, image_channels)
+    generator = StyledGenerator(code_dim, n_mlp, channels, fused_from, lr_mlp, image_channels, style_gain)
     discriminator = Discriminator(channels, fused_from, from_rgb_activate, stddev_group,
                                   image_channels)
     return generator, discriminator
