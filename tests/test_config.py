@@ -210,3 +210,13 @@ def test_a_config_file_reads_exponents_without_a_dot_as_numbers(tmp_path):
 def test_a_progressive_run_takes_stages():
     config = load_config("stylegan", overrides=[{"train": {"stages": [{"images": 100, "lr": 1e-4}]}}])
     assert config["train"]["stages"] == [{"images": 100, "lr": 1e-4, "batch": None}]
+
+
+def test_the_fast_stylegan_recipe_is_the_measured_one_at_64_px_from_the_first_step():
+    config = load_config("stylegan", config_file=registry.CONFIG_DIR / "stylegan-fast-cpu.yaml")
+    model, grow = config["model"], config["progressive"]
+    assert (model["channels"], model["code_dim"], model["style_gain"]) == ([128, 128, 64, 32, 16], 128, 0.0)
+    assert (grow["init_size"], grow["max_size"], config["train"]["batch"]) == (64, 64, 32)
+    assert (config["loss"]["name"], config["loss"]["gamma"], config["loss"]["every"]) == ("r1", 0.1, 4)
+    assert (config["optim"]["lr_g"], config["optim"]["lr_d"], config["train"]["ema_rampup"]) == (2e-3, 2e-3, 0.05)
+    assert load_config("stylegan")["model"]["style_gain"] == 1.0, "the presets keep rosinality's initialisation"
