@@ -216,6 +216,7 @@ def test_the_fast_stylegan_recipe_is_the_measured_one_at_64_px_from_the_first_st
     config = load_config("stylegan", config_file=registry.CONFIG_DIR / "stylegan-fast-cpu.yaml")
     model, grow = config["model"], config["progressive"]
     assert (model["channels"], model["code_dim"], model["style_gain"]) == ([128, 128, 64, 32, 16], 128, 0.0)
+    assert (model["n_mlp"], grow["mixing"]) == (2, 0.0), "stylegan2-ada's mapping depth and no mixing for small data"
     assert (grow["init_size"], grow["max_size"], config["train"]["batch"]) == (64, 64, 32)
     assert (config["loss"]["name"], config["loss"]["gamma"], config["loss"]["every"]) == ("r1", 0.1, 4)
     assert (config["optim"]["lr_g"], config["optim"]["lr_d"], config["train"]["ema_rampup"]) == (2e-3, 2e-3, 0.05)
