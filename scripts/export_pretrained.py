@@ -2,7 +2,7 @@
 a model card pretrained/NAME.md with a 64-sample grid pretrained/NAME.png, and an entry with the
 file's sha256 in pretrained/models.yaml (jgan.pretrained). All of pretrained/ stays within 40 MB.
 
-    python scripts/export_pretrained.py checkpoint/sg --name emoji-stylegan --default \
+    python scripts/export_pretrained.py checkpoint/sg --name my-stylegan --default \
         --data "Google emoji, 3,786 images at 64 px (scripts/get_emoji.sh)" --licence Apache-2.0 \
         --recipe "python train.py lmdb --arch stylegan --iters 40000" --commit abc1234 --lmdb lmdb --n 2048
 """
