@@ -3,11 +3,15 @@ real and fake images before the discriminator, differentiable w.r.t. the images 
 
 Images are NCHW batches in [-1, 1]. Each transform takes its random parameters explicitly, one per
 sample, as jt.Vars of shape (N,); each `draw_*` function draws them with Jittor's RNG, so
-jt.set_seed fixes them. `Augment` applies a policy: the named transforms, in order.
+jt.set_seed fixes them. `Augment` applies a policy: the named transforms, in order, each to an image
+with a probability p (1: DiffAugment). `AdaptiveProbability` tunes p during training as stylegan2-ada
+does (Karras et al. 2020): up while the discriminator calls too many real images real, down otherwise.
 """
 import jittor as jt
+import numpy as np
 
 from jgan.errors import ConfigError
+from jgan.losses import sign
 
 TRANSLATION_RATIO = 1 / 8
 CUTOUT_RATIO = 1 / 2
@@ -92,13 +96,47 @@ def parse_policy(policy):
 
 
 class Augment:
-    """T(x): the policy's transforms in order, each with fresh parameters per image and per call."""
+    """T(x): the policy's transforms in order, each with fresh parameters per image and per call,
+    each applied to an image with probability `probability` (a (1,) Var, so that a tuned value needs
+    no new kernels; None: always, as DiffAugment)."""
 
-    def __init__(self, policy="color,translation,cutout"):
+    def __init__(self, policy="color,translation,cutout", probability=None):
         self.policy = parse_policy(policy)
+        self.probability = probability
 
     def __call__(self, x):
-        for name in self.policy:
-            draw, transform = POLICIES[name]
-            x = transform(x, *draw(x))
+        """The draws come first, each transform's parameters (from the shape of x alone) and then the
+        per-image choices, so that with probability 1 the parameters are DiffAugment's."""
+        draws = [(POLICIES[name][1], POLICIES[name][0](x)) for name in self.policy]
+        chosen = [None if self.probability is None else self.choose(x) for _ in draws]
+        for (transform, parameters), picked in zip(draws, chosen):
+            transformed = transform(x, *parameters)
+            x = transformed if picked is None else x + picked * (transformed - x)
         return x
+
+    def choose(self, x):
+        """(N, 1, 1, 1): 1 for the images a transform applies to (each with the probability), else 0."""
+        return per_sample((jt.rand(x.shape[0]) < self.probability).cast(x.dtype))
+
+
+class AdaptiveProbability:
+    """stylegan2-ada's tuning of the augmentation probability p: after each discriminator step,
+    p moves by (images of the step) / span, up when the share of real images that D scores
+    positive, r = E[sign D(x)], is above `target`, down when below, within [0, 1]. The update
+    stays on the device (no host synchronisation); `value` is the (1,) Var that Augment reads."""
+
+    def __init__(self, start, target, span):
+        self.target, self.span = target, span
+        self.value = jt.array(np.array([start], np.float32)).stop_grad()
+
+    def adjust(self, real_sign, images):
+        """One step's tuning from r = real_sign (a scalar Var) after `images` real images."""
+        step = sign(real_sign.detach() - self.target) * (images / self.span)
+        self.value.update((self.value + step).clamp(0.0, 1.0).stop_grad())
+
+    def state(self):
+        return np.asarray(self.value.numpy(), np.float32)
+
+    def load_state(self, value):
+        self.value.update(jt.array(np.asarray(value, np.float32).reshape(1)).stop_grad())
+        self.value.sync()   # Jittor 1.3.11 miscompiles an unrun array op fused into the broadcast that reads it

@@ -40,6 +40,11 @@ class Critic:
         return self.score_pair(real, fake)
 
 
+def sign(x):
+    """-1, 0 or 1 per element, as x is negative, zero or positive."""
+    return (x > 0).cast(x.dtype) - (x < 0).cast(x.dtype)
+
+
 def input_gradient(critic, images):
     """(D(x), d sum_b D(x_b) / dx) with x a fresh leaf, so the gradient is never silently zero."""
     x = images.detach()
@@ -89,10 +94,15 @@ class NonSaturatingLoss(Loss):
             loss = self.real_label * loss + (1 - self.real_label) * softplus(d_real).mean()
         return loss
 
+    @staticmethod
+    def logged_terms(d_real, d_fake):
+        """Mean logits, and r = E[sign D(x)] over the real images (what adaptive augmentation tunes by)."""
+        return {"d_real": d_real.mean(), "d_fake": d_fake.mean(), "d_real_sign": sign(d_real).mean()}
+
     def discriminator_loss(self, critic, real, fake, regularise=True):
         d_real, d_fake = critic.pair(real, fake)
         loss = self.real_loss(d_real) + softplus(d_fake).mean()
-        return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
+        return loss, self.logged_terms(d_real, d_fake)
 
     def generator_loss(self, critic, fake):
         d_fake = critic(fake)
@@ -220,7 +230,7 @@ class R1Loss(NonSaturatingLoss):
         d_fake = critic(fake)
         r1 = squared_norm(real_gradient).mean()
         loss = self.real_loss(d_real) + softplus(d_fake).mean() + self.regularise_every * self.gamma / 2 * r1
-        return loss, {"d_real": d_real.mean(), "d_fake": d_fake.mean(), "r1": r1}
+        return loss, {**self.logged_terms(d_real, d_fake), "r1": r1}
 
 
 LOSSES = {"bce": NonSaturatingLoss, "wgan": WeightClippedWassersteinLoss, "wgan-gp": WassersteinGPLoss,

@@ -58,6 +58,12 @@ class Train(Section):
     seed: int = key("random seed of the weights, the data order and every draw", 0, ge=0, le=MAX_SEED)
     flip: bool = key("mirror half of the training images", True)
     augment: str = key("DiffAugment policy of D, e.g. color,translation,cutout ('' = off)", "")
+    augment_p: float = key("probability that each transform of the policy is applied to an image (1 = "
+                           "DiffAugment); with augment_target, where the tuning starts", 1.0, ge=0, le=1)
+    augment_target: float = key("adaptive augmentation (stylegan2-ada): tune augment_p so that the mean sign of D's "
+                                "logits on real images stays at this value, e.g. 0.6 (0 = fixed augment_p)",
+                                0.0, ge=0, lt=1)
+    augment_span: int = key("images shown over which the tuning can move augment_p from 0 to 1", 500000, ge=1)
     num_workers: int = key("data-loader threads that decode the next batches while the model trains", 2,
                            ge=0, le=64)
     sample_every: int = key("steps between fixed-noise sample grids", 500, ge=1)
@@ -149,6 +155,18 @@ class Config(Section):
         if self.train.batch is None and not hasattr(self, "progressive"):
             raise ValueError(f"config key train.batch is null, which only a progressive architecture "
                              f"takes; {self.arch} needs a batch size: pass --batch")
+        return self
+
+    @model_validator(mode="after")
+    def adaptive_augmentation_has_what_it_tunes(self):
+        if not self.train.augment_target:
+            return self
+        if not self.train.augment.strip():
+            raise ValueError("train.augment_target tunes how often the augmentation policy applies, and "
+                             "train.augment is empty; set a policy, e.g. --set train.augment=translation,cutout")
+        if self.loss.name not in ("bce", "r1"):
+            raise ValueError(f"train.augment_target reads the sign of D's logits, which the {self.loss.name} "
+                             f"loss does not have; use loss bce or r1, or set train.augment_target=0")
         return self
 
     @model_validator(mode="after")

@@ -2,13 +2,15 @@
 PGGAN share. A training step is n_critic discriminator updates, then one generator update, then
 the EMA of the generator's weights."""
 import jittor as jt
+import numpy as np
 
 from jgan import registry
-from jgan.augment import Augment
+from jgan.augment import AdaptiveProbability, Augment
 from jgan.checkpoint import load_module_state
 from jgan.ema import accumulate, copy_weights, ramped_decay, trainable_names
 from jgan.losses import Critic, build_loss
 from jgan.models.base import GANModel
+from jgan.mpi import mean_over_ranks
 from jgan.optim import build_optimizer
 
 
@@ -37,7 +39,27 @@ class LatentGAN(GANModel):
         self.optimizer_d = build_optimizer(self.discriminator.parameters(), optim, optim["lr_d"])
         self.learning_rates = {self.optimizer_g: optim["lr_g"], self.optimizer_d: optim["lr_d"]}
         self.n_critic = config["train"]["n_critic"]
-        self.augment = Augment(config["train"]["augment"])
+        self.augment, self.augment_tuning = self.build_augmentation(config["train"])
+
+    @staticmethod
+    def build_augmentation(train):
+        """(Augment, AdaptiveProbability or None) of a `train` section: DiffAugment when augment_p is 1
+        and not tuned, else each transform applied with a probability, tuned or fixed."""
+        if train["augment_target"]:
+            tuning = AdaptiveProbability(train["augment_p"], train["augment_target"], train["augment_span"])
+            return Augment(train["augment"], tuning.value), tuning
+        if train["augment_p"] < 1:
+            return Augment(train["augment"], jt.array(np.array([train["augment_p"]], np.float32))), None
+        return Augment(train["augment"]), None
+
+    def state(self):
+        """The tuned augmentation probability, where one is tuned."""
+        return {"augment_p": self.augment_tuning.state()} if self.augment_tuning else {}
+
+    def load_state(self, state):
+        """A run resumed from a checkpoint without a tuned probability starts at train.augment_p."""
+        if self.augment_tuning and "augment_p" in state:
+            self.augment_tuning.load_state(state["augment_p"])
 
     @classmethod
     def build_networks(cls, model_config):
@@ -111,6 +133,9 @@ class LatentGAN(GANModel):
             context.update(self.optimizer_d, d_loss, "discriminator")
             self.loss.after_discriminator_step(self.discriminator)
             terms.update({"d_loss": d_loss, **d_terms})
+            if self.augment_tuning:
+                self.augment_tuning.adjust(mean_over_ranks(d_terms["d_real_sign"]), context.phase.batch)
+                terms["augment_p"] = self.augment_tuning.value.sum()
         batch = context.phase.batch // context.world
         g_loss, g_terms = self.loss.generator_loss(critic, self.generate(self.generator, batch, context, inputs))
         context.update(self.optimizer_g, g_loss, "generator")
