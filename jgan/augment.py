@@ -121,8 +121,8 @@ class Augment:
 
 class AdaptiveProbability:
     """stylegan2-ada's tuning of the augmentation probability p: after each discriminator step,
-    p moves by (images of the step) / span, up when the share of real images that D scores
-    positive, r = E[sign D(x)], is above `target`, down when below, within [0, 1]. The update
+    p moves by (images of the step) / span, up when the mean sign of D's logits on the real images,
+    r = E[sign D(x)], is above `target` (D overfits), down when below, within [0, 1]. The update
     stays on the device (no host synchronisation); `value` is the (1,) Var that Augment reads."""
 
     def __init__(self, start, target, span):
