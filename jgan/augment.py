@@ -95,6 +95,11 @@ def parse_policy(policy):
     return names
 
 
+def probability_var(value):
+    """A probability as the (1,) float32 Var that Augment reads (a Var, so a new value needs no new kernels)."""
+    return jt.array(np.asarray(value, np.float32).reshape(1)).stop_grad()
+
+
 class Augment:
     """T(x): the policy's transforms in order, each with fresh parameters per image and per call,
     each applied to an image with probability `probability` (a (1,) Var, so that a tuned value needs
@@ -127,7 +132,7 @@ class AdaptiveProbability:
 
     def __init__(self, start, target, span):
         self.target, self.span = target, span
-        self.value = jt.array(np.array([start], np.float32)).stop_grad()
+        self.value = probability_var(start)
 
     def adjust(self, real_sign, images):
         """One step's tuning from r = real_sign (a scalar Var) after `images` real images."""
@@ -138,5 +143,5 @@ class AdaptiveProbability:
         return np.asarray(self.value.numpy(), np.float32)
 
     def load_state(self, value):
-        self.value.update(jt.array(np.asarray(value, np.float32).reshape(1)).stop_grad())
+        self.value.update(probability_var(value))
         self.value.sync()   # Jittor 1.3.11 miscompiles an unrun array op fused into the broadcast that reads it

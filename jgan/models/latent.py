@@ -2,10 +2,9 @@
 PGGAN share. A training step is n_critic discriminator updates, then one generator update, then
 the EMA of the generator's weights."""
 import jittor as jt
-import numpy as np
 
 from jgan import registry
-from jgan.augment import AdaptiveProbability, Augment
+from jgan.augment import AdaptiveProbability, Augment, probability_var
 from jgan.checkpoint import load_module_state
 from jgan.ema import accumulate, copy_weights, ramped_decay, trainable_names
 from jgan.losses import Critic, build_loss
@@ -49,7 +48,7 @@ class LatentGAN(GANModel):
             tuning = AdaptiveProbability(train["augment_p"], train["augment_target"], train["augment_span"])
             return Augment(train["augment"], tuning.value), tuning
         if train["augment_p"] < 1:
-            return Augment(train["augment"], jt.array(np.array([train["augment_p"]], np.float32))), None
+            return Augment(train["augment"], probability_var(train["augment_p"])), None
         return Augment(train["augment"]), None
 
     def state(self):
