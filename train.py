@@ -22,7 +22,7 @@ CONFIG_FLAGS = {
     "--workers": ("train.num_workers",), "--sample-every": ("train.sample_every",),
     "--ckpt-every": ("train.ckpt_every",), "--log-every": ("train.log_every",), "--keep": ("train.keep",),
     "--metrics": ("train.metrics",), "--metrics-every": ("train.metrics_every",),
-    "--metrics-n": ("train.metrics_n",),
+    "--metrics-n": ("train.metrics_n",), "--precision": ("train.precision",),
 }
 PROGRESSIVE_FLAGS = {"--init-size": ("progressive.init_size",), "--max-size": ("progressive.max_size",),
                      "--phase": ("progressive.phase",)}

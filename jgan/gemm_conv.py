@@ -8,18 +8,16 @@ the naive loop it is. Here a convolution is an im2col gather (a tensor of its ow
 bits when it needs them) and one cuBLAS matrix product; a transposed convolution is the matrix
 product followed by the col2im scatter-add. The gradients are Jittor's of those ops.
 
-`install()` routes Jittor's convolutions (functions and modules, groups 1, no dilation) through
-these while `jt.flags.use_cuda` is set; jgan.runtime calls it when Jittor has CUDA but no cuDNN.
+`install()` routes Jittor's convolutions (functions and modules, groups 1, no dilation; see
+jgan.conv_route) through these while `jt.flags.use_cuda` is set; jgan.runtime calls it when Jittor has CUDA but no cuDNN.
 On the CPU nothing changes: oneDNN runs the convolutions there.
 """
+import sys
+
 import jittor as jt
 from jittor import nn
 
-_ORIGINALS = {}
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+from jgan.conv_route import Route, pair
 
 
 def matmul(a, b):
@@ -38,7 +36,7 @@ def _with_bias(y, bias):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """nn.conv2d(x, weight, bias, stride, padding) as im2col and one matrix product."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
     n, c, h, w = x.shape
     out_channels, _, kh, kw = weight.shape
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -50,7 +48,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
     """nn.conv_transpose2d(x, weight, bias, stride, padding, output_padding) as one matrix product
     and the col2im scatter-add."""
-    (sh, sw), (ph, pw), (qh, qw) = _pair(stride), _pair(padding), _pair(output_padding)
+    (sh, sw), (ph, pw), (qh, qw) = pair(stride), pair(padding), pair(output_padding)
     n, c, h, w = x.shape
     _, out_channels, kh, kw = weight.shape
     oh, ow = (h - 1) * sh - 2 * ph + kh + qh, (w - 1) * sw - 2 * pw + kw + qw
@@ -60,56 +58,19 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return _with_bias(y, bias)
 
 
-def _plain(groups, dilation):
-    return groups == 1 and _pair(dilation) == (1, 1)
-
-
-def _routed():
-    """Whether Jittor's convolutions go through this module now."""
+def routed(kind, x, weight, stride, padding, output_padding):
+    """Whether Jittor's convolutions go through this module now: on CUDA, all of them."""
     return bool(jt.flags.use_cuda)
 
 
-def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    if _routed() and _plain(groups, dilation):
-        return conv2d(x, weight, bias, stride, padding)
-    return _ORIGINALS[nn, "conv2d"](x, weight, bias, stride, padding, dilation, groups)
-
-
-def _conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    if _routed() and _plain(groups, dilation):
-        return conv_transpose2d(x, weight, bias, stride, padding, output_padding)
-    return _ORIGINALS[nn, "conv_transpose"](x, weight, bias, stride, padding, output_padding, groups, dilation)
-
-
-def _conv_module(self, x):
-    if _routed() and _plain(self.groups, self.dilation) and not hasattr(self, "depthwise_conv"):
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding)
-    return _ORIGINALS[nn.Conv, "execute"](self, x)
-
-
-def _conv_transpose_module(self, x):
-    if _routed() and _plain(self.groups, self.dilation):
-        return conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding, self.output_padding)
-    return _ORIGINALS[nn.ConvTranspose, "execute"](self, x)
-
-
-def _replacements():
-    """(owner, attribute, replacement) of every convolution entry point of Jittor routed here."""
-    return [(nn, "conv2d", _conv2d), (nn, "conv_transpose", _conv_transpose), (nn, "conv_transpose2d", _conv_transpose),
-            (nn.Conv, "execute", _conv_module), (nn.ConvTranspose, "execute", _conv_transpose_module)]
+ROUTE = Route(sys.modules[__name__])
 
 
 def install():
     """Route Jittor's 2-d convolutions through these while on CUDA (idempotent)."""
-    if _ORIGINALS:
-        return
-    for owner, attribute, replacement in _replacements():
-        _ORIGINALS[owner, attribute] = getattr(owner, attribute)
-        setattr(owner, attribute, replacement)
+    ROUTE.install()
 
 
 def uninstall():
     """Give Jittor its own convolutions back."""
-    for (owner, attribute), original in _ORIGINALS.items():
-        setattr(owner, attribute, original)
-    _ORIGINALS.clear()
+    ROUTE.uninstall()

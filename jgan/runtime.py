@@ -255,6 +255,16 @@ def device():
     return "cuda" if jt.flags.use_cuda else "cpu"
 
 
+def set_precision(precision):
+    """Run Jittor's convolutions in float32 ("fp32") or with bfloat16 products ("bf16",
+    jgan.bf16_conv); refuses bf16 where it cannot run, in one sentence."""
+    from jgan import bf16_conv
+    if precision == "bf16" and bf16_conv.check_supported():
+        from jgan.errors import ConfigError
+        raise ConfigError(bf16_conv.check_supported())
+    bf16_conv.enable(precision == "bf16")
+
+
 def startup_line():
     """The one line a CLI prints once Jittor is started: its version, the device and oneDNN."""
     import jittor as jt

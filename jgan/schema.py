@@ -64,6 +64,9 @@ class Train(Section):
                                 "logits on real images stays at this value, e.g. 0.6 (0 = fixed augment_p)",
                                 0.0, ge=0, lt=1)
     augment_span: int = key("images shown over which the tuning can move augment_p from 0 to 1", 500000, ge=1)
+    precision: Literal["fp32", "bf16"] = key("arithmetic of the convolutions: fp32, or bf16 = bfloat16 products "
+                                             "with float32 sums and results (CPUs with AMX or AVX-512 BF16 only)",
+                                             "fp32")
     num_workers: int = key("data-loader threads that decode the next batches while the model trains", 2,
                            ge=0, le=64)
     sample_every: int = key("steps between fixed-noise sample grids", 500, ge=1)

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jgan import checkpoint as ckpt
-from jgan import registry, stopwatch
+from jgan import registry, runtime, stopwatch
 from jgan.config import save_config
 from jgan.data import BadRecords, training_stream
 from jgan.errors import CheckpointError, ConfigError, DataError, JganError
@@ -50,6 +50,7 @@ class Trainer:
         if self.train_cfg["metrics"]:
             from jgan.metrics import check_metrics
             check_metrics(self.train_cfg["metrics"], self.train_cfg["metrics_n"])
+        runtime.set_precision(self.train_cfg["precision"])
         self.step, self.images = 0, 0
         self.sample_inputs = self.model.sample_inputs(self.train_cfg["n_sample"],
                                                       np.random.RandomState(self.train_cfg["seed"] + 12345))

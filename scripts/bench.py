@@ -76,6 +76,7 @@ def jgan_worker(setup, answer, commands):
     from jgan import benchmark
     config = benchmark.bench_config(setup["arch"], setup["size"], setup["batch"], setup["tiny"],
                                     has_cuda=device == "cuda")
+    config["train"]["precision"] = setup["precision"]
     bench = benchmark.IterationBench(config, synthetic_images)
     phase = bench.phase()
     answer({"config": config, "device": device, "level": phase.level, "alpha": phase.alpha,
@@ -173,7 +174,7 @@ class Worker:
 def bench_row(arch, size, args):
     """Run one row with a jgan and a torch worker, alternating; returns its JSON object."""
     setup = {"arch": arch, "size": size, "batch": args.batch, "tiny": args.tiny,
-             "device": args.device, "threads": args.threads}
+             "device": args.device, "threads": args.threads, "precision": args.precision}
     jgan = Worker("jgan", setup, args.threads)
     ready = jgan.ready
     torch_setup = {"config": ready["config"], "device": ready["device"], "threads": args.threads,
@@ -206,7 +207,7 @@ def bench_row(arch, size, args):
     jgan_s, torch_s = statistics.median(times["jgan"]), statistics.median(times["torch"])
     return {"arch": arch, "size": size, "batch": ready["batch"], "n_critic": ready["n_critic"],
             "alpha": round(ready["alpha"], 4), "device": ready["device"], "threads": args.threads,
-            "tiny": args.tiny, "data": "synthetic", "repeats": args.repeats,
+            "tiny": args.tiny, "precision": args.precision, "data": "synthetic", "repeats": args.repeats,
             "load_average": os.getloadavg()[0],
             "jgan_s": jgan_s, "torch_s": torch_s, "speedup": torch_s / jgan_s,
             "jgan_min_s": min(times["jgan"]), "torch_min_s": min(times["torch"]),
@@ -285,7 +286,7 @@ def e2e_plan(arch, args, device):
     from jgan.schedule import build_schedule
     spec = registry.get(arch)
     config = load_config(arch, device == "cuda", None, [])
-    flags = ["--arch", arch, "--device", device]
+    flags = ["--arch", arch, "--device", device, "--precision", args.precision]
     overrides = []
     if spec.progressive:
         size = config["progressive"]["max_size"]
@@ -298,6 +299,7 @@ def e2e_plan(arch, args, device):
     phase = build_schedule(config).phase(0)
     data = {"images": args.lmdb} if not spec.translates else {"a": args.lmdb, "b": args.lmdb_b}
     return {"arch": arch, "config": config, "flags": flags, "data": data, "size": phase.size,
+            "precision": args.precision,
             "batch": phase.batch, "level": phase.level, "alpha": phase.alpha, "device": device}
 
 
@@ -354,7 +356,7 @@ def side_summary(short, long, batch, train):
 def e2e_summary(plan, runs, threads):
     """The JSON object of one arch from {side: {steps: [run, ...]}}."""
     row = {"arch": plan["arch"], "size": plan["size"], "batch": plan["batch"], "device": plan["device"],
-           "threads": threads, "data": "lmdb"}
+           "threads": threads, "precision": plan["precision"], "data": "lmdb"}
     for side, by_steps in runs.items():
         short, long = (median_run(by_steps[steps]) for steps in sorted(by_steps))
         row[side] = side_summary(short, long, plan["batch"], plan["config"]["train"])
@@ -507,6 +509,9 @@ def build_parser():
                         help="threads of both frameworks (OMP_NUM_THREADS, torch.set_num_threads)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke test of the tool)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="jgan's train.precision (bf16: bfloat16 products in the convolutions, on CPUs with "
+                             "AMX or AVX-512 BF16); the PyTorch side stays float32")
     parser.add_argument("--quick", action="store_true",
                         help=f"batch {QUICK['batch']}, {QUICK['repeats']} repeats, 32 px for the DCGAN "
                              f"family and {QUICK['progressive_sizes']} px for StyleGAN")

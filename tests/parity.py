@@ -1,6 +1,19 @@
 """Helpers for comparing a Jittor module with an independent PyTorch reference."""
 import numpy as np
 
+CONVOLUTIONS = {   # (x shape, w shape, stride, padding): DCGAN's critic, StyleGAN's 3x3, CycleGAN's 7x7 and 1x1
+    "4x4 stride 2": ((2, 3, 16, 16), (8, 3, 4, 4), 2, 1),
+    "3x3 same": ((2, 4, 9, 7), (5, 4, 3, 3), 1, 1),
+    "7x7 valid": ((1, 3, 12, 12), (4, 3, 7, 7), 1, 0),
+    "1x1": ((3, 6, 5, 5), (2, 6, 1, 1), 1, 0),
+    "3x3 stride 2 odd size": ((2, 3, 9, 9), (4, 3, 3, 3), 2, 1),
+}
+TRANSPOSED = {   # (x shape, w shape, stride, padding, output padding): DCGAN's, its projection, CycleGAN's
+    "4x4 stride 2": ((2, 8, 5, 5), (8, 3, 4, 4), 2, 1, 0),
+    "projection 1x1 to 4x4": ((3, 10, 1, 1), (10, 6, 4, 4), 1, 0, 0),
+    "3x3 stride 2 output padding": ((2, 4, 6, 6), (4, 3, 3, 3), 2, 1, 1),
+}
+
 
 def to_numpy(value):
     """A jt.Var, torch.Tensor or array as a float64 numpy array."""

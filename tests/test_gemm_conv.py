@@ -8,7 +8,7 @@ from jittor import nn
 from torch.nn import functional as F
 
 from jgan import gemm_conv, runtime
-from parity import assert_close
+from parity import CONVOLUTIONS, TRANSPOSED, assert_close
 
 ATOL = 2e-5   # float32 sums of up to 3 x 7 x 7 products of values below 1, against float64
 
@@ -32,20 +32,6 @@ def torch_side(function, x, w, b, g, **kwargs):
     y = function(xt, wt, bt, **kwargs)
     (y * torch.tensor(g, dtype=torch.float64)).sum().backward()
     return [t.detach().numpy() for t in (y, xt.grad, wt.grad, bt.grad)]
-
-
-CONVOLUTIONS = {   # (x shape, w shape, stride, padding): DCGAN's critic, StyleGAN's 3x3, CycleGAN's 7x7 and 1x1
-    "4x4 stride 2": ((2, 3, 16, 16), (8, 3, 4, 4), 2, 1),
-    "3x3 same": ((2, 4, 9, 7), (5, 4, 3, 3), 1, 1),
-    "7x7 valid": ((1, 3, 12, 12), (4, 3, 7, 7), 1, 0),
-    "1x1": ((3, 6, 5, 5), (2, 6, 1, 1), 1, 0),
-    "3x3 stride 2 odd size": ((2, 3, 9, 9), (4, 3, 3, 3), 2, 1),
-}
-TRANSPOSED = {   # (x shape, w shape, stride, padding, output padding): DCGAN's, its projection, CycleGAN's
-    "4x4 stride 2": ((2, 8, 5, 5), (8, 3, 4, 4), 2, 1, 0),
-    "projection 1x1 to 4x4": ((3, 10, 1, 1), (10, 6, 4, 4), 1, 0, 0),
-    "3x3 stride 2 output padding": ((2, 4, 6, 6), (4, 3, 3, 3), 2, 1, 1),
-}
 
 
 @pytest.mark.parametrize("name", CONVOLUTIONS)
@@ -78,7 +64,7 @@ def routed(monkeypatch):
     for name in ("conv2d", "conv_transpose2d"):
         original = getattr(gemm_conv, name)
         monkeypatch.setattr(gemm_conv, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
-    monkeypatch.setattr(gemm_conv, "_routed", lambda: True)
+    monkeypatch.setattr(gemm_conv, "routed", lambda *args: True)
     gemm_conv.install()
     yield calls
     gemm_conv.uninstall()

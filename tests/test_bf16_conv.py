@@ -1,0 +1,141 @@
+"""Convolutions with bfloat16 products (jgan.bf16_conv, `train.precision: bf16`) against PyTorch in
+float64 on the same bfloat16-rounded operands: values, gradients and a gradient penalty's second
+order; their routing of Jittor's convolutions; and the refusals where they cannot run."""
+import jittor as jt
+import numpy as np
+import pytest
+import torch
+from jittor import nn
+from torch.nn import functional as F
+
+from jgan import bf16_conv, runtime
+from jgan.errors import ConfigError
+from parity import CONVOLUTIONS, TRANSPOSED, assert_close
+
+ATOL = 1e-5   # float32 sums of exact products of bfloat16 values, relative to the largest output
+BF16_EPS = 2.0 ** -8   # the spacing of bfloat16 numbers in [1, 2)
+
+
+def arrays(x_shape, w_shape, seed):
+    """x, w and a bias of the transposed convolution's outputs; none of them bfloat16 numbers."""
+    rng = np.random.RandomState(seed)
+    return [rng.uniform(-1, 1, shape).astype(np.float32) for shape in (x_shape, w_shape, w_shape[1:2])]
+
+
+def rounded(array):
+    """The array rounded to bfloat16 (to nearest, ties to even, as oneDNN converts), in float64."""
+    return torch.tensor(array).to(torch.bfloat16).to(torch.float64)
+
+
+def jittor_side(function, x, w, b, **kwargs):
+    """The output and d(sum(y * g))/d(x, w, b) of `function`, for a fixed random g."""
+    xv, wv, bv = jt.array(x), jt.array(w), jt.array(b)
+    y = function(xv, wv, bv, **kwargs)
+    g = np.random.RandomState(7).uniform(-1, 1, y.shape).astype(np.float32)
+    grads = jt.grad((y * jt.array(g)).sum(), [xv, wv, bv])
+    return [v.numpy() for v in (y, *grads)], g
+
+
+def torch_side(function, x, w, b, g, **kwargs):
+    """The same in float64, the convolution's operands (x and w forward, g and w or x backward)
+    rounded to bfloat16 as the primitives round them; the bias and its gradient exact."""
+    xt, wt = rounded(x).requires_grad_(), rounded(w).requires_grad_()
+    y = function(xt, wt, None, **kwargs)
+    dx, dw = torch.autograd.grad(y, [xt, wt], rounded(g))
+    bias = torch.tensor(b, dtype=torch.float64).reshape(1, -1, 1, 1)
+    return [t.detach().numpy() for t in (y + bias, dx, dw)] + [g.astype(np.float64).sum(axis=(0, 2, 3))]
+
+
+def check_against_torch(name, ours, reference):
+    for label, got, want in zip(("y", "dx", "dw", "db"), ours, reference):
+        assert_close(f"{name} {label}", got, want, atol=ATOL * max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("name", CONVOLUTIONS)
+def test_conv2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name):
+    x_shape, w_shape, stride, padding = CONVOLUTIONS[name]
+    x, w, _ = arrays(x_shape, w_shape, seed=len(name))
+    b = np.random.RandomState(3).uniform(-1, 1, w_shape[:1]).astype(np.float32)
+    ours, g = jittor_side(bf16_conv.conv2d, x, w, b, stride=stride, padding=padding)
+    check_against_torch(name, ours, torch_side(F.conv2d, x, w, b, g, stride=stride, padding=padding))
+
+
+@pytest.mark.parametrize("name", TRANSPOSED)
+def test_conv_transpose2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name):
+    x_shape, w_shape, stride, padding, output_padding = TRANSPOSED[name]
+    x, w, b = arrays(x_shape, w_shape, seed=len(name))
+    ours, g = jittor_side(bf16_conv.conv_transpose2d, x, w, b, stride=stride, padding=padding,
+                          output_padding=output_padding)
+    check_against_torch(name, ours, torch_side(F.conv_transpose2d, x, w, b, g, stride=stride, padding=padding,
+                                               output_padding=output_padding))
+
+
+def test_the_products_are_bfloat16_ones():
+    """Unrounded operands give float32's result only to bfloat16's precision: the rounding happens."""
+    x, w, _ = arrays((4, 16, 8, 8), (8, 16, 3, 3), seed=5)
+    ours = bf16_conv.conv2d(jt.array(x), jt.array(w), padding=1).numpy()
+    exact = F.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), padding=1).numpy()
+    error = np.abs(ours - exact).max() / np.abs(exact).max()
+    assert 1e-5 < error < 4 * BF16_EPS, f"relative error {error:.1e}: float32 (~1e-7) or worse than bfloat16"
+
+
+def test_a_gradient_penalty_differentiates_through_them_twice():
+    """d/dw of |d sum(conv(x, w) * g) / dx|^2, as WGAN-GP and R1 take it, to bfloat16's precision."""
+    x, w, _ = arrays((2, 3, 8, 8), (4, 3, 4, 4), seed=11)
+    g = np.random.RandomState(12).uniform(-1, 1, (2, 4, 4, 4)).astype(np.float32)
+    xv, wv = jt.array(x), jt.array(w)
+    dx = jt.grad((bf16_conv.conv2d(xv, wv, stride=2, padding=1) * jt.array(g)).sum(), xv)
+    ours = jt.grad((dx * dx).sum(), wv).numpy()
+    xt, wt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w))
+    (dxt,) = torch.autograd.grad((F.conv2d(xt, wt, stride=2, padding=1) * torch.tensor(g, dtype=torch.float64)).sum(),
+                                 xt, create_graph=True)
+    (want,) = torch.autograd.grad((dxt * dxt).sum(), wt)
+    assert_close("penalty d/dw", ours, want.numpy(), atol=8 * BF16_EPS * np.abs(want.numpy()).max())
+
+
+@pytest.fixture
+def enabled():
+    bf16_conv.enable(True)
+    yield
+    bf16_conv.enable(False)
+
+
+def test_enabled_it_runs_jittors_cpu_convolutions_except_those_it_cannot(enabled, monkeypatch):
+    calls = []
+    for name in ("conv2d", "conv_transpose2d"):
+        original = getattr(bf16_conv, name)
+        monkeypatch.setattr(bf16_conv, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    x = jt.array(np.random.RandomState(1).uniform(-1, 1, (2, 4, 10, 10)).astype(np.float32))
+    jt.set_global_seed(0)
+    conv, transposed = nn.Conv2d(4, 6, 3, 1, 1), nn.ConvTranspose2d(4, 6, 4, 2, 1)
+    cropped = nn.Conv2d(4, 6, 3, 2, 0)   # 10 px, stride 2, no padding: one column left over
+    grouped = nn.Conv2d(4, 6, 3, 1, 1, groups=2)
+    outputs = [conv(x), transposed(x), nn.conv2d(x, conv.weight, conv.bias, padding=1), cropped(x), grouped(x)]
+    assert calls == ["conv2d", "conv_transpose2d", "conv2d"]
+    bf16_conv.enable(False)
+    expected = [conv(x), transposed(x), nn.conv2d(x, conv.weight, conv.bias, padding=1), cropped(x), grouped(x)]
+    assert len(calls) == 3, "disabled, Jittor's own convolutions run"
+    for got, want in zip(outputs, expected):
+        assert_close("routed convolution", got.numpy(), want.numpy(), atol=8 * BF16_EPS * np.abs(want.numpy()).max())
+
+
+def test_precision_bf16_is_refused_on_a_cpu_without_bfloat16_instructions(monkeypatch):
+    monkeypatch.setattr(bf16_conv, "cpu_flags", lambda: {"avx2", "avx512f"})
+    with pytest.raises(ConfigError, match="no bfloat16 instructions"):
+        runtime.set_precision("bf16")
+    assert not bf16_conv.enabled()
+
+
+def test_precision_bf16_is_refused_without_onednn(monkeypatch):
+    monkeypatch.setattr(bf16_conv, "cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.setattr(runtime, "onednn_active", lambda: False)
+    with pytest.raises(ConfigError, match="oneDNN, which is not active"):
+        runtime.set_precision("bf16")
+
+
+def test_set_precision_switches_the_route_both_ways(monkeypatch):
+    monkeypatch.setattr(bf16_conv, "cpu_flags", lambda: {"amx_bf16"})
+    runtime.set_precision("bf16")
+    assert bf16_conv.enabled() and nn.conv2d == bf16_conv.ROUTE.conv2d
+    runtime.set_precision("fp32")
+    assert not bf16_conv.enabled() and nn.conv2d != bf16_conv.ROUTE.conv2d
