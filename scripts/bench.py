@@ -98,7 +98,9 @@ def torch_worker(setup, answer, commands):
     if setup["device"] == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("Jittor runs on CUDA but this PyTorch has no CUDA device; pass --device cpu")
     sys.path.insert(0, str(ROOT / "tests"))
-    from reference.training_torch import TorchIteration, TorchTranslationIteration
+    from reference.training_torch import TorchIteration, TorchTranslationIteration, bfloat16_convolutions
+    if setup["precision"] == "bf16":
+        bfloat16_convolutions()
     family = TorchTranslationIteration if registry.get(setup["config"]["arch"]).translates else TorchIteration
     images = itertools.cycle([torch.from_numpy(b).to(setup["device"])
                               for b in synthetic_images(setup["batch"], setup["image_size"])])
@@ -178,7 +180,7 @@ def bench_row(arch, size, args):
     jgan = Worker("jgan", setup, args.threads)
     ready = jgan.ready
     torch_setup = {"config": ready["config"], "device": ready["device"], "threads": args.threads,
-                   "batch": ready["batch"], "image_size": size}
+                   "batch": ready["batch"], "image_size": size, "precision": args.precision}
     torch = Worker("torch", torch_setup, args.threads)
     times = {"jgan": [], "torch": [], "jgan_warmup": [], "torch_warmup": []}
     phase = {"level": ready["level"], "alpha": ready["alpha"]}
@@ -385,7 +387,8 @@ def e2e_launcher(side, plan, folder, args):
             setup = {"argv": [*plan["data"].values(), *plan["flags"], "--iters", str(steps), "--name", name,
                               "--checkpoint-dir", str(folder / "checkpoint"), "--sample-dir", str(folder / "sample")]}
         else:
-            setup = {key: plan[key] for key in ("config", "data", "size", "batch", "level", "alpha", "device")}
+            setup = {key: plan[key] for key in ("config", "data", "size", "batch", "level", "alpha", "device",
+                                                "precision")}
             setup.update(steps=steps, run_dir=str(folder / "torch" / name), threads=args.threads)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
         with open(folder / f"{name}.log", "w+") as log:
@@ -441,7 +444,9 @@ def e2e_torch_worker(setup):
         raise RuntimeError("train.py runs on CUDA but this PyTorch has no CUDA device; pass --device cpu")
     sys.path.insert(0, str(ROOT / "tests"))
     from jgan.stopwatch import Stopwatch
-    from reference.training_torch import TorchTrainingRun
+    from reference.training_torch import TorchTrainingRun, bfloat16_convolutions
+    if setup["precision"] == "bf16":
+        bfloat16_convolutions()
     watch = Stopwatch()
     try:
         run = TorchTrainingRun(setup["config"], setup["data"], setup["size"], setup["batch"], setup["level"],
@@ -510,8 +515,9 @@ def build_parser():
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--tiny", action="store_true", help="tiny widths (a smoke test of the tool)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="jgan's train.precision (bf16: bfloat16 products in the convolutions, on CPUs with "
-                             "AMX or AVX-512 BF16); the PyTorch side stays float32")
+                        help="arithmetic of both sides' convolutions: jgan's train.precision, and in PyTorch "
+                             "bfloat16 copies of each convolution's operands (bf16 needs a CPU with AMX or "
+                             "AVX-512 BF16)")
     parser.add_argument("--quick", action="store_true",
                         help=f"batch {QUICK['batch']}, {QUICK['repeats']} repeats, 32 px for the DCGAN "
                              f"family and {QUICK['progressive_sizes']} px for StyleGAN")

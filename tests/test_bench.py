@@ -171,3 +171,36 @@ def test_the_torch_loop_reads_the_lmdb_without_jittor():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=SCRIPT.parent.parent)
     assert result.stdout.strip() == "False", f"jittor imported: {result.stdout!r} {result.stderr[-500:]}"
+
+
+def test_the_torch_side_of_precision_bf16_rounds_each_ungrouped_convolutions_operands(monkeypatch):
+    """bench.py --precision bf16 gives PyTorch jgan's bf16 convolutions: bfloat16 copies of input and
+    weight, a float32 result (rounded to bfloat16 by PyTorch on the way) plus the float32 bias."""
+    import torch
+    import torch.nn.functional as F
+    from reference.training_torch import bfloat16_convolutions
+    for name in ("conv2d", "conv_transpose2d"):
+        monkeypatch.setattr(F, name, getattr(F, name))   # given back after the test
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, 8, 8)
+    conv, transposed = torch.nn.Conv2d(4, 6, 3, padding=1), torch.nn.ConvTranspose2d(4, 6, 4, 2, 1)
+    grouped = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+
+    def on_rounded_operands(module):
+        """The module in float64 on bfloat16-rounded input and weight, its bias exact."""
+        copy = type(module)(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                            module.padding).double()
+        copy.load_state_dict(module.state_dict())
+        copy.weight.data = module.weight.data.bfloat16().double()
+        return copy(x.bfloat16().double()).detach()
+
+    wanted = [on_rounded_operands(conv), on_rounded_operands(transposed)]
+    plain = [module(x).detach() for module in (conv, transposed, grouped)]
+    bfloat16_convolutions()
+    for module, want, exact in zip((conv, transposed), wanted, plain):
+        y = module(x).detach()
+        scale = float(want.abs().max())
+        assert y.dtype == torch.float32
+        assert float((y.double() - want).abs().max()) <= 2 ** -8 * scale, f"{type(module).__name__}: not bf16 operands"
+        assert float((y - exact).abs().max()) > 1e-5 * scale, f"{type(module).__name__}: the operands were not rounded"
+    assert torch.equal(grouped(x).detach(), plain[2]), "a grouped convolution stays float32"

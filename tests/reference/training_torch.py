@@ -6,6 +6,7 @@ the LMDB with a standard PyTorch DataLoader.
     LMDBImages, lmdb_loader, endless            the LMDB as a PyTorch dataset and loader
     TorchTrainingRun                            the loop: steps, logs, sample grids, checkpoints
                                                 at train.py's cadence (scripts/bench.py --e2e)
+    bfloat16_convolutions                       jgan's train.precision bf16 in PyTorch
 
 Importing this module imports PyTorch but not Jittor; it is never imported by jgan's training path.
 """
@@ -28,6 +29,26 @@ NO_MIXING = 10 ** 6     # a style-mixing crossover beyond every layer (as jgan.m
 
 
 # ----- data -------------------------------------------------------------------------------------
+def bfloat16_convolutions():
+    """From now on in this process, every ungrouped float32 convolution (F.conv2d, F.conv_transpose2d and
+    the nn modules that call them) runs on bfloat16 copies of its input and weight and returns float32
+    plus its float32 bias, as jgan's `train.precision: bf16` does; the casts are differentiable, so the
+    gradients' convolutions are bfloat16 ones too. (PyTorch's result is rounded to bfloat16 before it
+    is widened; jgan's is not.)"""
+    import torch.nn.functional as F
+
+    def bfloat16(original):
+        def convolution(x, weight, bias=None, *args, **kwargs):
+            groups = kwargs.get("groups", args[3] if len(args) > 3 else 1)   # the 4th after bias in both
+            if groups != 1 or x.dtype != torch.float32:
+                return original(x, weight, bias, *args, **kwargs)
+            y = original(x.bfloat16(), weight.bfloat16(), None, *args, **kwargs).float()
+            return y if bias is None else y + bias.reshape(1, -1, 1, 1)
+        return convolution
+
+    F.conv2d, F.conv_transpose2d = bfloat16(F.conv2d), bfloat16(F.conv_transpose2d)
+
+
 class LMDBImages:
     """jgan.data.ImageDataset as a map-style PyTorch dataset, each image mirrored with probability 1/2
     when `flip` (Python's `random`, which PyTorch seeds in each loader worker)."""
