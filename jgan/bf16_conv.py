@@ -49,14 +49,21 @@ inline memory operand(float* p, const memory::dims& d, const memory::desc& want,
     return copy;
 }
 
-// run the primitive with its two operands, its result written as a plain float32 tensor at p
-inline void run(const primitive& op, std::unordered_map<int, memory> args, int result, const memory::desc& got,
-                float* p, const memory::dims& d, stream& s) {
-    memory user(plain(d), cpu(), p);
-    memory out = got == user.get_desc() ? user : memory(got, cpu());
-    args.insert({result, out});
-    op.execute(s, args);
-    if (out != user) reorder(out, user).execute(s, out, user);
+// run the primitive of pd on two float32 operands, writing its float32 result at out, plain
+template <class Op>
+inline void execute(const typename Op::primitive_desc& pd, int a_arg, float* a, const memory::dims& a_dims,
+                    int b_arg, float* b, const memory::dims& b_dims, int out_arg, float* out,
+                    const memory::dims& out_dims) {
+    stream s(cpu());
+    std::unordered_map<int, memory> args{
+        {a_arg, operand(a, a_dims, pd.query_md(query::exec_arg_md, a_arg), s)},
+        {b_arg, operand(b, b_dims, pd.query_md(query::exec_arg_md, b_arg), s)}};
+    memory user(plain(out_dims), cpu(), out);
+    memory::desc got = pd.query_md(query::exec_arg_md, out_arg);
+    memory result = got == user.get_desc() ? user : memory(got, cpu());
+    args.insert({out_arg, result});
+    Op(pd).execute(s, args);
+    if (result != user) reorder(result, user).execute(s, result, user);
     s.wait();
 }
 
@@ -66,31 +73,26 @@ inline convolution_forward::primitive_desc forward_pd(const Geometry& g, dt resu
 }
 
 inline void forward(const Geometry& g, float* x, float* w, float* y) {
-    stream s(cpu());
-    auto pd = forward_pd(g, dt::f32);
-    run(convolution_forward(pd), {{DNNL_ARG_SRC, operand(x, g.x, pd.src_desc(), s)},
-                                  {DNNL_ARG_WEIGHTS, operand(w, g.w, pd.weights_desc(), s)}},
-        DNNL_ARG_DST, pd.dst_desc(), y, g.y, s);
+    execute<convolution_forward>(forward_pd(g, dt::f32), DNNL_ARG_SRC, x, g.x, DNNL_ARG_WEIGHTS, w, g.w,
+                                 DNNL_ARG_DST, y, g.y);
+}
+
+// a gradient primitive of the convolution, with x, w and y of these types
+template <class Op>
+inline typename Op::primitive_desc gradient_pd(const Geometry& g, dt x, dt w, dt y) {
+    return {{algorithm::convolution_direct, any(g.x, x), any(g.w, w), any(g.y, y), g.stride, g.pad_l, g.pad_r},
+            cpu(), forward_pd(g, dt::bf16)};
 }
 
 inline void backward_data(const Geometry& g, float* dy, float* w, float* dx) {
-    stream s(cpu());
-    convolution_backward_data::primitive_desc pd(
-        {algorithm::convolution_direct, any(g.x, dt::f32), any(g.w, dt::bf16), any(g.y, dt::bf16), g.stride,
-         g.pad_l, g.pad_r}, cpu(), forward_pd(g, dt::bf16));
-    run(convolution_backward_data(pd), {{DNNL_ARG_DIFF_DST, operand(dy, g.y, pd.diff_dst_desc(), s)},
-                                        {DNNL_ARG_WEIGHTS, operand(w, g.w, pd.weights_desc(), s)}},
-        DNNL_ARG_DIFF_SRC, pd.diff_src_desc(), dx, g.x, s);
+    execute<convolution_backward_data>(gradient_pd<convolution_backward_data>(g, dt::f32, dt::bf16, dt::bf16),
+                                       DNNL_ARG_DIFF_DST, dy, g.y, DNNL_ARG_WEIGHTS, w, g.w, DNNL_ARG_DIFF_SRC, dx, g.x);
 }
 
 inline void backward_weights(const Geometry& g, float* x, float* dy, float* dw) {
-    stream s(cpu());
-    convolution_backward_weights::primitive_desc pd(
-        {algorithm::convolution_direct, any(g.x, dt::bf16), any(g.w, dt::f32), any(g.y, dt::bf16), g.stride,
-         g.pad_l, g.pad_r}, cpu(), forward_pd(g, dt::bf16));
-    run(convolution_backward_weights(pd), {{DNNL_ARG_SRC, operand(x, g.x, pd.src_desc(), s)},
-                                           {DNNL_ARG_DIFF_DST, operand(dy, g.y, pd.diff_dst_desc(), s)}},
-        DNNL_ARG_DIFF_WEIGHTS, pd.diff_weights_desc(), dw, g.w, s);
+    execute<convolution_backward_weights>(gradient_pd<convolution_backward_weights>(g, dt::bf16, dt::f32, dt::bf16),
+                                          DNNL_ARG_SRC, x, g.x, DNNL_ARG_DIFF_DST, dy, g.y, DNNL_ARG_DIFF_WEIGHTS, dw,
+                                          g.w);
 }
 }
 """

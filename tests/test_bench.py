@@ -92,7 +92,7 @@ def test_speedup_is_the_reference_time_over_jgan_time_and_the_table_has_its_colu
     clock = FakeClock()
     runs = {"jgan": {n: [fake_run(clock, n, 10.0, 0.2, {})] for n in (5, 15)},
             "torch": {n: [fake_run(clock, n, 5.0, 0.3, {})] for n in (5, 15)}}
-    plan = {"arch": "dcgan", "size": 64, "batch": 64, "device": "cpu",
+    plan = {"arch": "dcgan", "size": 64, "batch": 64, "device": "cpu", "precision": "fp32",
             "config": {"train": {"sample_every": 500, "ckpt_every": 2000}}}
     row = bench.e2e_summary(plan, runs, threads=2)
     assert row["speedup"] == pytest.approx(1.5) and row["steps"] == "5/15"
@@ -110,7 +110,7 @@ def test_a_long_run_no_slower_than_the_short_one_has_no_speed():
     clock = FakeClock()
     runs = {side: {5: [fake_run(clock, 5, 10.0, 0.2, {})], 15: [fake_run(clock, 15, 7.0, 0.2, {})]}
             for side in ("jgan", "torch")}
-    row = bench.e2e_summary({"arch": "dcgan", "size": 64, "batch": 64, "device": "cpu",
+    row = bench.e2e_summary({"arch": "dcgan", "size": 64, "batch": 64, "device": "cpu", "precision": "fp32",
                              "config": {"train": {"sample_every": 1, "ckpt_every": 1}}}, runs, threads=2)
     assert row["jgan"]["images_per_s"] is None and row["speedup"] is None
 
