@@ -205,7 +205,8 @@ def main(args):
         say = print if is_main_process() else (lambda *a, **k: None)
         ranks = f", {jt.world_size} MPI ranks" if jt.in_mpi else ""
         say(runtime.startup_line(), file=sys.stderr)
-        say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}, "
+        bf16 = ", bf16 convolutions" if config["train"]["precision"] == "bf16" else ""
+        say(f"train: {args.arch} (config {preset}), run {name}, device {device}{ranks}{bf16}, "
             f"jgan {jgan.__version__}", file=sys.stderr)
         trainer = Trainer(config, data, run_dir, Path(args.sample_dir) / name,
                           progress=not args.no_progress, nan_policy=args.nan_policy)
