@@ -259,9 +259,10 @@ def set_precision(precision):
     """Run Jittor's convolutions in float32 ("fp32") or with bfloat16 products ("bf16",
     jgan.bf16_conv); refuses bf16 where it cannot run, in one sentence."""
     from jgan import bf16_conv
-    if precision == "bf16" and bf16_conv.check_supported():
+    problem = bf16_conv.check_supported() if precision == "bf16" else None
+    if problem:
         from jgan.errors import ConfigError
-        raise ConfigError(bf16_conv.check_supported())
+        raise ConfigError(problem)
     bf16_conv.enable(precision == "bf16")
 
 

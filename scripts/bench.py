@@ -608,6 +608,8 @@ def check_flags(args):
         wrong = [flag for flag in E2E_ONLY if given(args, flag)]
         if wrong:
             raise FlagError(f"{wrong[0]} sets the run lengths of --e2e; add --e2e or drop {wrong[0]}")
+    if args.precision == "bf16" and args.device == "cuda":
+        raise FlagError("--precision bf16 runs the convolutions in oneDNN on the CPU; drop it or pass --device cpu")
     if args.repeats is not None and args.repeats < 1 or args.threads < 1:
         raise FlagError("--repeats and --threads must be at least 1")
     if args.warmup is not None and args.warmup < 0 or args.check is not None and args.check < 0:

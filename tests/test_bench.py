@@ -122,6 +122,7 @@ def test_a_long_run_no_slower_than_the_short_one_has_no_speed():
     (["--steps", "5", "15"], "add --e2e"),
     (["--e2e", "--steps", "15", "5"], "the short one first"),
     (["--e2e", "--lmdb", "no-such-lmdb"], "does not exist"),
+    (["--precision", "bf16", "--device", "cuda"], "drop it or pass --device cpu"),
 ])
 def test_bad_flag_combinations_are_one_sentence_and_exit_2(flags, says):
     result = subprocess.run([sys.executable, str(SCRIPT), *flags], capture_output=True, text=True, timeout=120)
