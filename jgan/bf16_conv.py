@@ -173,13 +173,11 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return _with_bias(_apply("backward_data", geometry, x, weight), bias)
 
 
-_enabled = False
-
-
 def routed(kind, x, weight, stride, padding, output_padding):
-    """Whether a convolution goes through this module: while enabled, on the CPU, float32, and not
-    cropped at the bottom or right by more than its padding (oneDNN takes no negative padding)."""
-    if not _enabled or jt.flags.use_cuda or x.dtype != "float32" or weight.dtype != "float32":
+    """Whether a convolution goes through this module (asked only while it is enabled): on the CPU,
+    float32, and not cropped at the bottom or right by more than its padding (oneDNN takes no
+    negative padding)."""
+    if jt.flags.use_cuda or x.dtype != "float32" or weight.dtype != "float32":
         return False
     if kind == "conv_transpose2d":
         crop = pair(output_padding)
@@ -220,13 +218,11 @@ def check_supported():
 
 def enable(on):
     """Route Jittor's CPU convolutions through bfloat16 primitives (True) or give them back (False)."""
-    global _enabled
-    _enabled = bool(on)
-    if _enabled:
+    if on:
         ROUTE.install()
     else:
         ROUTE.uninstall()
 
 
 def enabled():
-    return _enabled
+    return bool(ROUTE.originals)
