@@ -220,6 +220,9 @@ class GrowingModel(Section):
     channels: list[Annotated[int, Field(ge=1)]] = key(
         "width of each resolution's blocks, from 4 px up", allowed="a list of 1 to 9 widths of at least 1",
         min_length=1, max_length=9)
+    critic_channels: Optional[list[Annotated[int, Field(ge=1)]]] = key(
+        "width of each resolution's discriminator blocks, from 4 px up (null: model.channels)", None,
+        allowed="null or as many widths of at least 1 as model.channels")
 
 
 class PGGANModel(GrowingModel):
@@ -248,6 +251,14 @@ class GrowingConfig(ProgressiveConfig):
             raise ValueError(f"model.channels has {len(self.model.channels)} widths, enough to grow to "
                              f"{largest} px, not to progressive.max_size {self.progressive.max_size}; "
                              f"lower --max-size or add widths")
+        return self
+
+    @model_validator(mode="after")
+    def critic_widths_match(self):
+        critic, channels = self.model.critic_channels, self.model.channels
+        if critic is not None and len(critic) != len(channels):
+            raise ValueError(f"model.critic_channels has {len(critic)} widths and model.channels {len(channels)}; "
+                             f"give one discriminator width per resolution, or null")
         return self
 
 

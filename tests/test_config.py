@@ -161,6 +161,8 @@ def test_a_value_out_of_range_is_named_with_its_key_and_range(override, message)
     ("stylegan", {"progressive": {"batch": {12: 4}}},
      "config key progressive.batch must be a map of power-of-two sizes to batch sizes of at least 1, got {12: 4}"),
     ("stylegan", {"model": {"style_gain": -1}}, "config key model.style_gain must be a number of at least 0, got -1"),
+    ("stylegan", {"model": {"critic_channels": [16, 16]}},
+     "model.critic_channels has 2 widths and model.channels 6; give one discriminator width per resolution, or null"),
     ("pggan", {"model": {"stddev_group": 0}}, "config key model.stddev_group must be an integer of at least 1 or null, got 0"),
     ("pggan", {"progressive": {"mixing": 0.5}}, "unknown config key 'progressive.mixing'"),
     ("cyclegan", {"train": {"stages": [{"images": 100, "lr": 1e-4}]}},

@@ -149,3 +149,17 @@ def test_a_three_step_run_shows_its_losses_and_samples_in_tensorboard(toy_arch, 
     samples = events.Images(tags["images"][0])
     assert [image.step for image in samples] == [3]
     assert (samples[0].width, samples[0].height) == (2 + 2 * 10, 2 + 2 * 10)   # 2 x 2 grid of 8 px
+
+
+@pytest.mark.parametrize("arch", ["pggan", "stylegan"])
+def test_the_discriminator_takes_its_own_widths_where_model_critic_channels_gives_them(arch):
+    config = load_config(arch, False, None, [{"model": {"code_dim": 8, "channels": [16, 16, 8],
+                                                        "critic_channels": [12, 6, 4]},
+                                              "progressive": {"init_size": 16, "max_size": 16}}])
+    model = registry.get(arch).model_class()(config)
+    assert model.generator.channels == (16, 16, 8)
+    assert model.discriminator.channels == (12, 6, 4)
+    widths = {tuple(p.shape)[:2] for n, p in model.discriminator.named_parameters() if len(p.shape) == 4}
+    assert (6, 4) in widths and (12, 6) in widths   # the 16 -> 8 and 8 -> 4 px blocks' convs
+    fake = model.generator(jt.randn(2, 8), level=2)
+    assert tuple(fake.shape) == (2, 3, 16, 16) and tuple(model.discriminator(fake, level=2).shape) == (2,)

@@ -291,9 +291,10 @@ class Discriminator(nn.Module):
 
 
 def build_networks(code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
-                   stddev_group=None, from_rgb_activate=False, image_channels=3, style_gain=1.0):
+                   stddev_group=None, from_rgb_activate=False, image_channels=3, style_gain=1.0,
+                   critic_channels=None):
     """(StyledGenerator, Discriminator) of one configuration's `model` section."""
     generator = StyledGenerator(code_dim, n_mlp, channels, fused_from, lr_mlp, image_channels, style_gain)
-    discriminator = Discriminator(channels, fused_from, from_rgb_activate, stddev_group,
+    discriminator = Discriminator(critic_channels or channels, fused_from, from_rgb_activate, stddev_group,
                                   image_channels)
     return generator, discriminator
