@@ -159,7 +159,7 @@ def test_the_discriminator_takes_its_own_widths_where_model_critic_channels_give
     model = registry.get(arch).model_class()(config)
     assert model.generator.channels == (16, 16, 8)
     assert model.discriminator.channels == (12, 6, 4)
-    widths = {tuple(p.shape)[:2] for n, p in model.discriminator.named_parameters() if len(p.shape) == 4}
+    widths = {tuple(p.shape)[:2] for p in model.discriminator.parameters() if len(p.shape) == 4}
     assert (6, 4) in widths and (12, 6) in widths   # the 16 -> 8 and 8 -> 4 px blocks' convs
     fake = model.generator(jt.randn(2, 8), level=2)
     assert tuple(fake.shape) == (2, 3, 16, 16) and tuple(model.discriminator(fake, level=2).shape) == (2,)

@@ -78,5 +78,6 @@ def build_networks(code_dim=512, channels=CHANNELS, stddev_group=4, from_rgb_act
                    image_channels=3, critic_channels=None):
     """(Generator, StyleGAN's Discriminator without fused downsampling) of a `model` section."""
     no_fused = 8 * 2 ** len(channels)   # a resolution beyond the last one
-    discriminator = Discriminator(critic_channels or channels, no_fused, from_rgb_activate, stddev_group, image_channels)
+    discriminator = Discriminator(critic_channels or channels, no_fused, from_rgb_activate, stddev_group,
+                                  image_channels)
     return Generator(code_dim, channels, image_channels), discriminator
