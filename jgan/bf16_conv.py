@@ -6,7 +6,10 @@ and each of its two gradients, is one oneDNN primitive that reads float32 tensor
 operands to bfloat16 (8 bits of mantissa) and writes a float32 result: mixed precision as GPUs
 train with it, for the convolutions only. Weights, optimiser moments, normalisation and every
 other op stay float32. The three primitives (forward, backward data, backward weights) are each
-other's adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them.
+other's adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them. Where
+oneDNN's bfloat16 weight-gradient primitive is slow (many output channels), the weight gradient is
+instead one bfloat16 matrix product of the output gradient and the columns (im2col) of the input,
+the same products summed in float32.
 
 `enable(True)` routes Jittor's convolutions (see jgan.conv_route) through these on the CPU;
 `check_supported()` says in one sentence why they cannot run here, if they cannot.
@@ -21,6 +24,8 @@ from jgan.conv_route import Route, pair
 
 _HEADER = r"""
 #include <oneapi/dnnl/dnnl.hpp>
+#include <cstdint>
+#include <cstring>
 #include <unordered_map>
 namespace jgan_bf16 {
 using namespace dnnl;
@@ -94,6 +99,96 @@ inline void backward_weights(const Geometry& g, float* x, float* dy, float* dw) 
                                           DNNL_ARG_SRC, x, g.x, DNNL_ARG_DIFF_DST, dy, g.y, DNNL_ARG_DIFF_WEIGHTS, dw,
                                           g.w);
 }
+// f rounded to bfloat16, to nearest with ties to even (as oneDNN rounds); NaN stays NaN
+inline uint16_t bfloat16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// The sizes of a convolution as matrices: its output gradient dy is (outputs, rows), the columns
+// (im2col) of x are (rows, depth) and w is (outputs, depth)
+struct Sizes {
+    long images, channels, height, width, outputs, kh, kw, taps, out_h, out_w, pixels, rows, depth;
+    explicit Sizes(const Geometry& g)
+        : images(g.x[0]), channels(g.x[1]), height(g.x[2]), width(g.x[3]), outputs(g.w[0]), kh(g.w[2]),
+          kw(g.w[3]), taps(kh * kw), out_h(g.y[2]), out_w(g.y[3]), pixels(out_h * out_w),
+          rows(images * pixels), depth(channels * taps) {}
+};
+
+// y (N, O, OH, OW) as the bfloat16 matrix (O, N*OH*OW)
+inline memory by_output(const Sizes& z, const float* y) {
+    memory m({{z.outputs, z.rows}, dt::bf16, tag::ab}, cpu());
+    uint16_t* out = static_cast<uint16_t*>(m.get_data_handle());
+    #pragma omp parallel for collapse(2)
+    for (long n = 0; n < z.images; n++)
+        for (long o = 0; o < z.outputs; o++)
+            for (long p = 0; p < z.pixels; p++)
+                out[o * z.rows + n * z.pixels + p] = bfloat16(y[(n * z.outputs + o) * z.pixels + p]);
+    return m;
+}
+
+// calls visit(c, tap, iy, ix, k) for every entry of the columns of x in the padded frame, k its row
+template <class Visit>
+inline void for_each_tap(const Sizes& z, const Geometry& g, long c, long tap, Visit visit) {
+    const long ky = tap / z.kw - g.pad_l[0], kx = tap % z.kw - g.pad_l[1];
+    for (long n = 0; n < z.images; n++)
+        for (long oy = 0; oy < z.out_h; oy++)
+            for (long ox = 0; ox < z.out_w; ox++)
+                visit(n, oy * g.stride[0] + ky, ox * g.stride[1] + kx, (n * z.out_h + oy) * z.out_w + ox);
+}
+
+inline void multiply(const memory& a, const memory& b, const memory& result) {
+    matmul::primitive_desc pd({a.get_desc(), b.get_desc(), result.get_desc()}, cpu());
+    stream s(cpu());
+    matmul(pd).execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, result}});
+    s.wait();
+}
+
+// the weight gradient as one bfloat16 matrix product: dw (O, depth) = dy (O, rows) times the
+// columns of x (rows, depth), rounded to bfloat16 while they are laid out
+inline void backward_weights_by_product(const Geometry& g, float* x, float* dy, float* dw) {
+    const Sizes z(g);
+    memory columns({{z.rows, z.depth}, dt::bf16, tag::ba}, cpu());   // column-major: a column's rows together
+    uint16_t* b = static_cast<uint16_t*>(columns.get_data_handle());
+    #pragma omp parallel for collapse(2)
+    for (long c = 0; c < z.channels; c++)
+        for (long tap = 0; tap < z.taps; tap++) {
+            uint16_t* column = b + (c * z.taps + tap) * z.rows;
+            for_each_tap(z, g, c, tap, [&](long n, long iy, long ix, long k) {
+                column[k] = iy >= 0 && iy < z.height && ix >= 0 && ix < z.width
+                                ? bfloat16(x[((n * z.channels + c) * z.height + iy) * z.width + ix]) : 0;
+            });
+        }
+    multiply(by_output(z, dy), columns, memory({{z.outputs, z.depth}, dt::f32, tag::ab}, cpu(), dw));
+}
+
+// the data gradient as one bfloat16 matrix product, the columns of dx (depth, rows) = w^T (depth, O)
+// times dy (O, rows), then summed into dx (col2im)
+inline void backward_data_by_product(const Geometry& g, float* dy, float* w, float* dx) {
+    const Sizes z(g);
+    memory weights({{z.depth, z.outputs}, dt::bf16, tag::ba}, cpu());   // w as it is, transposed
+    uint16_t* wt = static_cast<uint16_t*>(weights.get_data_handle());
+    const long count = z.outputs * z.depth;
+    #pragma omp parallel for
+    for (long i = 0; i < count; i++) wt[i] = bfloat16(w[i]);
+    memory columns({{z.depth, z.rows}, dt::f32, tag::ab}, cpu());
+    multiply(weights, by_output(z, dy), columns);
+    const float* cols = static_cast<const float*>(columns.get_data_handle());
+    #pragma omp parallel for
+    for (long c = 0; c < z.channels; c++) {
+        for (long n = 0; n < z.images; n++)
+            std::memset(dx + (n * z.channels + c) * z.height * z.width, 0, sizeof(float) * z.height * z.width);
+        for (long tap = 0; tap < z.taps; tap++) {
+            const float* column = cols + (c * z.taps + tap) * z.rows;
+            for_each_tap(z, g, c, tap, [&](long n, long iy, long ix, long k) {
+                if (iy >= 0 && iy < z.height && ix >= 0 && ix < z.width)
+                    dx[((n * z.channels + c) * z.height + iy) * z.width + ix] += column[k];
+            });
+        }
+    }
+}
 }
 """
 
@@ -103,13 +198,32 @@ _ROLES = {"forward": ("x", "w", "y"), "backward_data": ("y", "w", "x"), "backwar
 Geometry = namedtuple("Geometry", "x w y stride padding")
 
 
+# the fewest output channels from which a gradient runs as a matrix product (see by_product)
+PRODUCT_OUTPUTS = {"backward_weights": 256, "backward_data": 512}
+
+
+def by_product(kind, geometry):
+    """Whether a gradient runs as one matrix product over the columns of x (im2col, or col2im for
+    the data gradient) rather than as oneDNN 2.6's bfloat16 primitive, which is slow where the
+    output channels are many or the output is one pixel (a dense layer); elsewhere laying out the
+    columns costs more than the product saves (README, "bfloat16 convolutions")."""
+    if kind not in PRODUCT_OUTPUTS:
+        return False
+    outputs, pixels = geometry.w[0], geometry.y[2] * geometry.y[3]
+    return outputs >= PRODUCT_OUTPUTS[kind] or (outputs >= 64 and pixels == 1)
+
+
+def _function(kind, geometry):
+    return f"{kind}_by_product" if by_product(kind, geometry) else kind
+
+
 def _source(kind, geometry):
     """The kernel's C++ body: shapes at run time, stride and padding in the source."""
     first, second, result = (("in0", "in1", "out0")[_ROLES[kind].index(name)] for name in "xwy")
     dims = ["{" + ", ".join(f"{tensor}_shape{i}" for i in range(4)) + "}" for tensor in (first, second, result)]
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
-    return (f"jgan_bf16::{kind}(jgan_bf16::geometry({', '.join(dims)}, {sh}, {sw}, {ph}, {pw}), "
-            f"in0_p, in1_p, out0_p);")
+    return (f"jgan_bf16::{_function(kind, geometry)}(jgan_bf16::geometry({', '.join(dims)}, {sh}, {sw}, {ph}, "
+            f"{pw}), in0_p, in1_p, out0_p);")
 
 
 def _kernel(kind, geometry, a, b):

@@ -51,8 +51,16 @@ def check_against_torch(name, ours, reference):
         assert_close(f"{name} {label}", got, want, atol=ATOL * max(1.0, np.abs(want).max()))
 
 
+@pytest.fixture(params=["primitive", "product"])
+def gradients(request, monkeypatch):
+    """Each test once with oneDNN's gradient primitives and once with the matrix products."""
+    monkeypatch.setattr(bf16_conv, "by_product", lambda kind, geometry: request.param == "product"
+                        and kind in bf16_conv.PRODUCT_OUTPUTS)
+    return request.param
+
+
 @pytest.mark.parametrize("name", CONVOLUTIONS)
-def test_conv2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name):
+def test_conv2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name, gradients):
     x_shape, w_shape, stride, padding = CONVOLUTIONS[name]
     x, w, _ = arrays(x_shape, w_shape, seed=len(name))
     b = np.random.RandomState(3).uniform(-1, 1, w_shape[:1]).astype(np.float32)
@@ -61,13 +69,33 @@ def test_conv2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name):
 
 
 @pytest.mark.parametrize("name", TRANSPOSED)
-def test_conv_transpose2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name):
+def test_conv_transpose2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name, gradients):
     x_shape, w_shape, stride, padding, output_padding = TRANSPOSED[name]
     x, w, b = arrays(x_shape, w_shape, seed=len(name))
     ours, g = jittor_side(bf16_conv.conv_transpose2d, x, w, b, stride=stride, padding=padding,
                           output_padding=output_padding)
     check_against_torch(name, ours, torch_side(F.conv_transpose2d, x, w, b, g, stride=stride, padding=padding,
                                                output_padding=output_padding))
+
+
+@pytest.mark.parametrize("outputs, weights_by_product, data_by_product", [(512, True, True), (256, True, False),
+                                                                          (64, False, False)])
+def test_the_gradients_of_many_outputs_are_products(outputs, weights_by_product, data_by_product):
+    """The choice as the layers of a DCGAN critic meet it, and the chosen ways' values."""
+    x, w, _ = arrays((2, 8, 6, 6), (outputs, 8, 4, 4), seed=9)
+    b = np.zeros(outputs, np.float32)
+    geometry = bf16_conv.Geometry((2, 8, 6, 6), w.shape, (2, outputs, 3, 3), (2, 2), (1, 1))
+    assert bf16_conv.by_product("backward_weights", geometry) == weights_by_product
+    assert bf16_conv.by_product("backward_data", geometry) == data_by_product
+    assert not bf16_conv.by_product("forward", geometry)
+    ours, g = jittor_side(bf16_conv.conv2d, x, w, b, stride=2, padding=1)
+    check_against_torch(f"{outputs} outputs", ours, torch_side(F.conv2d, x, w, b, g, stride=2, padding=1))
+
+
+def test_a_dense_layer_takes_its_gradients_as_products():
+    """A DCGAN generator's projection: its convolution has a one-pixel output."""
+    geometry = bf16_conv.Geometry((64, 512, 4, 4), (100, 512, 4, 4), (64, 100, 1, 1), (1, 1), (0, 0))
+    assert bf16_conv.by_product("backward_weights", geometry) and bf16_conv.by_product("backward_data", geometry)
 
 
 def test_the_products_are_bfloat16_ones():
@@ -79,7 +107,7 @@ def test_the_products_are_bfloat16_ones():
     assert 1e-5 < error < 4 * BF16_EPS, f"relative error {error:.1e}: float32 (~1e-7) or worse than bfloat16"
 
 
-def test_a_gradient_penalty_differentiates_through_them_twice():
+def test_a_gradient_penalty_differentiates_through_them_twice(gradients):
     """d/dw of |d sum(conv(x, w) * g) / dx|^2, as WGAN-GP and R1 take it, to bfloat16's precision."""
     x, w, _ = arrays((2, 3, 8, 8), (4, 3, 4, 4), seed=11)
     g = np.random.RandomState(12).uniform(-1, 1, (2, 4, 4, 4)).astype(np.float32)
