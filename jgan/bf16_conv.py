@@ -25,6 +25,7 @@ from jgan.conv_route import Route, pair
 _HEADER = r"""
 #include <oneapi/dnnl/dnnl.hpp>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 namespace jgan_bf16 {
@@ -129,14 +130,26 @@ inline memory by_output(const Sizes& z, const float* y) {
     return m;
 }
 
-// calls visit(c, tap, iy, ix, k) for every entry of the columns of x in the padded frame, k its row
+// the run [begin, end) of outputs o whose input o * stride + offset lies in [0, size)
+struct Run {
+    long begin, end;
+    Run(long outputs, long stride, long offset, long size)
+        : begin(offset >= 0 ? 0 : std::min(outputs, (stride - 1 - offset) / stride)),
+          end(std::max(begin, std::min(outputs, (size - 1 - offset + stride) / stride))) {}
+};
+
+// calls visit(k, at, begin, end) for every output row (n, oy) of one tap of one channel of x: the
+// row starts at k in the columns, and its columns [begin, end) read x at at + ox * stride
 template <class Visit>
-inline void for_each_tap(const Sizes& z, const Geometry& g, long c, long tap, Visit visit) {
+inline void for_each_row(const Sizes& z, const Geometry& g, long c, long tap, Visit visit) {
     const long ky = tap / z.kw - g.pad_l[0], kx = tap % z.kw - g.pad_l[1];
+    const Run rows(z.out_h, g.stride[0], ky, z.height), columns(z.out_w, g.stride[1], kx, z.width);
     for (long n = 0; n < z.images; n++)
-        for (long oy = 0; oy < z.out_h; oy++)
-            for (long ox = 0; ox < z.out_w; ox++)
-                visit(n, oy * g.stride[0] + ky, ox * g.stride[1] + kx, (n * z.out_h + oy) * z.out_w + ox);
+        for (long oy = 0; oy < z.out_h; oy++) {
+            const bool inside = oy >= rows.begin && oy < rows.end;
+            visit((n * z.out_h + oy) * z.out_w, ((n * z.channels + c) * z.height + oy * g.stride[0] + ky) * z.width + kx,
+                  inside ? columns.begin : 0, inside ? columns.end : 0);
+        }
 }
 
 inline void multiply(const memory& a, const memory& b, const memory& result) {
@@ -156,9 +169,12 @@ inline void backward_weights_by_product(const Geometry& g, float* x, float* dy, 
     for (long c = 0; c < z.channels; c++)
         for (long tap = 0; tap < z.taps; tap++) {
             uint16_t* column = b + (c * z.taps + tap) * z.rows;
-            for_each_tap(z, g, c, tap, [&](long n, long iy, long ix, long k) {
-                column[k] = iy >= 0 && iy < z.height && ix >= 0 && ix < z.width
-                                ? bfloat16(x[((n * z.channels + c) * z.height + iy) * z.width + ix]) : 0;
+            const long stride = g.stride[1];
+            for_each_row(z, g, c, tap, [&](long k, long at, long begin, long end) {
+                uint16_t* out = column + k;
+                for (long ox = 0; ox < begin; ox++) out[ox] = 0;
+                for (long ox = begin; ox < end; ox++) out[ox] = bfloat16(x[at + ox * stride]);
+                for (long ox = end; ox < z.out_w; ox++) out[ox] = 0;
             });
         }
     multiply(by_output(z, dy), columns, memory({{z.outputs, z.depth}, dt::f32, tag::ab}, cpu(), dw));
@@ -182,9 +198,9 @@ inline void backward_data_by_product(const Geometry& g, float* dy, float* w, flo
             std::memset(dx + (n * z.channels + c) * z.height * z.width, 0, sizeof(float) * z.height * z.width);
         for (long tap = 0; tap < z.taps; tap++) {
             const float* column = cols + (c * z.taps + tap) * z.rows;
-            for_each_tap(z, g, c, tap, [&](long n, long iy, long ix, long k) {
-                if (iy >= 0 && iy < z.height && ix >= 0 && ix < z.width)
-                    dx[((n * z.channels + c) * z.height + iy) * z.width + ix] += column[k];
+            const long stride = g.stride[1];
+            for_each_row(z, g, c, tap, [&](long k, long at, long begin, long end) {
+                for (long ox = begin; ox < end; ox++) dx[at + ox * stride] += column[k + ox];
             });
         }
     }
