@@ -7,9 +7,10 @@ operands to bfloat16 (8 bits of mantissa) and writes a float32 result: mixed pre
 train with it, for the convolutions only. Weights, optimiser moments, normalisation and every
 other op stay float32. The three primitives (forward, backward data, backward weights) are each
 other's adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them. Where
-oneDNN's bfloat16 weight-gradient primitive is slow (many output channels), the weight gradient is
-instead one bfloat16 matrix product of the output gradient and the columns (im2col) of the input,
-the same products summed in float32.
+oneDNN's bfloat16 gradient primitives are slow (many output channels, or a one-pixel output), a
+gradient is instead one bfloat16 matrix product: the weight gradient of the output gradient and the
+columns (im2col) of the input, the data gradient of the weights and the output gradient, summed
+back into the image (col2im); the same products, summed in float32.
 
 `enable(True)` routes Jittor's convolutions (see jgan.conv_route) through these on the CPU;
 `check_supported()` says in one sentence why they cannot run here, if they cannot.
@@ -100,6 +101,7 @@ inline void backward_weights(const Geometry& g, float* x, float* dy, float* dw) 
                                           DNNL_ARG_SRC, x, g.x, DNNL_ARG_DIFF_DST, dy, g.y, DNNL_ARG_DIFF_WEIGHTS, dw,
                                           g.w);
 }
+
 // f rounded to bfloat16, to nearest with ties to even (as oneDNN rounds); NaN stays NaN
 inline uint16_t bfloat16(float f) {
     uint32_t u;
