@@ -36,38 +36,45 @@ using dt = memory::data_type;
 
 inline engine& cpu() { static engine e(engine::kind::cpu, 0); return e; }
 
-// x (N, C, H, W) convolved with w (O, C, KH, KW) into y (N, O, OH, OW)
-struct Geometry { memory::dims x, w, y, stride, pad_l, pad_r; };
+// x (N, C, H, W) convolved with w (O, C, KH, KW) into y (N, O, OH, OW): the dimensions in that
+// order, whatever the layout; x and y channels-last, (N, H, W, C), where nhwc
+struct Geometry {
+    memory::dims x, w, y, stride, pad_l, pad_r;
+    bool nhwc;
+    memory::desc activation(const memory::dims& d) const { return {d, dt::f32, nhwc ? tag::acdb : tag::abcd}; }
+    memory::desc x_desc() const { return activation(x); }
+    memory::desc w_desc() const { return {w, dt::f32, tag::abcd}; }
+    memory::desc y_desc() const { return activation(y); }
+};
 
-inline Geometry geometry(memory::dims x, memory::dims w, memory::dims y, int sh, int sw, int ph, int pw) {
+inline Geometry geometry(memory::dims x, memory::dims w, memory::dims y, int sh, int sw, int ph, int pw, bool nhwc) {
     return {x, w, y, {sh, sw}, {ph, pw},
-            {(y[2] - 1) * sh + w[2] - x[2] - ph, (y[3] - 1) * sw + w[3] - x[3] - pw}};
+            {(y[2] - 1) * sh + w[2] - x[2] - ph, (y[3] - 1) * sw + w[3] - x[3] - pw}, nhwc};
 }
 
-inline memory::desc plain(const memory::dims& d) { return {d, dt::f32, tag::abcd}; }
 inline memory::desc any(const memory::dims& d, dt type) { return {d, type, tag::any}; }
 
-// the float32 tensor at p as the primitive wants it (type and layout): itself, or a converted copy
-inline memory operand(float* p, const memory::dims& d, const memory::desc& want, stream& s) {
-    memory user(plain(d), cpu(), p);
-    if (want == user.get_desc()) return user;
+// the float32 tensor at p (laid out as `user` says) as the primitive wants it: itself, or a converted copy
+inline memory operand(float* p, const memory::desc& user_desc, const memory::desc& want, stream& s) {
+    memory user(user_desc, cpu(), p);
+    if (want == user_desc) return user;
     memory copy(want, cpu());
     reorder(user, copy).execute(s, user, copy);
     return copy;
 }
 
-// run the primitive of pd on two float32 operands, writing its float32 result at out, plain
+// run the primitive of pd on two float32 operands, writing its float32 result at out
 template <class Op>
-inline void execute(const typename Op::primitive_desc& pd, int a_arg, float* a, const memory::dims& a_dims,
-                    int b_arg, float* b, const memory::dims& b_dims, int out_arg, float* out,
-                    const memory::dims& out_dims) {
+inline void execute(const typename Op::primitive_desc& pd, int a_arg, float* a, const memory::desc& a_desc,
+                    int b_arg, float* b, const memory::desc& b_desc, int out_arg, float* out,
+                    const memory::desc& out_desc) {
     stream s(cpu());
     std::unordered_map<int, memory> args{
-        {a_arg, operand(a, a_dims, pd.query_md(query::exec_arg_md, a_arg), s)},
-        {b_arg, operand(b, b_dims, pd.query_md(query::exec_arg_md, b_arg), s)}};
-    memory user(plain(out_dims), cpu(), out);
+        {a_arg, operand(a, a_desc, pd.query_md(query::exec_arg_md, a_arg), s)},
+        {b_arg, operand(b, b_desc, pd.query_md(query::exec_arg_md, b_arg), s)}};
+    memory user(out_desc, cpu(), out);
     memory::desc got = pd.query_md(query::exec_arg_md, out_arg);
-    memory result = got == user.get_desc() ? user : memory(got, cpu());
+    memory result = got == out_desc ? user : memory(got, cpu());
     args.insert({out_arg, result});
     Op(pd).execute(s, args);
     if (result != user) reorder(result, user).execute(s, result, user);
@@ -80,8 +87,8 @@ inline convolution_forward::primitive_desc forward_pd(const Geometry& g, dt resu
 }
 
 inline void forward(const Geometry& g, float* x, float* w, float* y) {
-    execute<convolution_forward>(forward_pd(g, dt::f32), DNNL_ARG_SRC, x, g.x, DNNL_ARG_WEIGHTS, w, g.w,
-                                 DNNL_ARG_DST, y, g.y);
+    execute<convolution_forward>(forward_pd(g, dt::f32), DNNL_ARG_SRC, x, g.x_desc(), DNNL_ARG_WEIGHTS, w,
+                                 g.w_desc(), DNNL_ARG_DST, y, g.y_desc());
 }
 
 // a gradient primitive of the convolution, with x, w and y of these types
@@ -93,13 +100,14 @@ inline typename Op::primitive_desc gradient_pd(const Geometry& g, dt x, dt w, dt
 
 inline void backward_data(const Geometry& g, float* dy, float* w, float* dx) {
     execute<convolution_backward_data>(gradient_pd<convolution_backward_data>(g, dt::f32, dt::bf16, dt::bf16),
-                                       DNNL_ARG_DIFF_DST, dy, g.y, DNNL_ARG_WEIGHTS, w, g.w, DNNL_ARG_DIFF_SRC, dx, g.x);
+                                       DNNL_ARG_DIFF_DST, dy, g.y_desc(), DNNL_ARG_WEIGHTS, w, g.w_desc(),
+                                       DNNL_ARG_DIFF_SRC, dx, g.x_desc());
 }
 
 inline void backward_weights(const Geometry& g, float* x, float* dy, float* dw) {
     execute<convolution_backward_weights>(gradient_pd<convolution_backward_weights>(g, dt::bf16, dt::f32, dt::bf16),
-                                          DNNL_ARG_SRC, x, g.x, DNNL_ARG_DIFF_DST, dy, g.y, DNNL_ARG_DIFF_WEIGHTS, dw,
-                                          g.w);
+                                          DNNL_ARG_SRC, x, g.x_desc(), DNNL_ARG_DIFF_DST, dy, g.y_desc(),
+                                          DNNL_ARG_DIFF_WEIGHTS, dw, g.w_desc());
 }
 
 // f rounded to bfloat16, to nearest with ties to even (as oneDNN rounds); NaN stays NaN
@@ -120,8 +128,17 @@ struct Sizes {
           rows(images * pixels), depth(channels * taps) {}
 };
 
-// y (N, O, OH, OW) as the bfloat16 matrix (O, N*OH*OW)
-inline memory by_output(const Sizes& z, const float* y) {
+// y (N, O, OH, OW) as the bfloat16 matrix (O, N*OH*OW); channels-last y (N, OH, OW, O) as the
+// matrix (N*OH*OW, O), which is the same matrix transposed (tag ba): y converted as it lies
+inline memory by_output(const Sizes& z, const Geometry& g, const float* y) {
+    if (g.nhwc) {
+        memory m({{z.rows, z.outputs}, dt::bf16, tag::ab}, cpu());
+        uint16_t* out = static_cast<uint16_t*>(m.get_data_handle());
+        const long count = z.rows * z.outputs;
+        #pragma omp parallel for
+        for (long i = 0; i < count; i++) out[i] = bfloat16(y[i]);
+        return m;
+    }
     memory m({{z.outputs, z.rows}, dt::bf16, tag::ab}, cpu());
     uint16_t* out = static_cast<uint16_t*>(m.get_data_handle());
     #pragma omp parallel for collapse(2)
@@ -154,6 +171,17 @@ inline void for_each_row(const Sizes& z, const Geometry& g, long c, long tap, Vi
         }
 }
 
+// channels-last: calls visit(tap, at) for every tap of output pixel (oy, ox) of image n, with at
+// the offset of the tap's input pixel in x (N, H, W, C), or -1 where the tap falls in the padding
+template <class Visit>
+inline void for_each_tap(const Sizes& z, const Geometry& g, long n, long oy, long ox, Visit visit) {
+    for (long tap = 0; tap < z.taps; tap++) {
+        const long iy = oy * g.stride[0] + tap / z.kw - g.pad_l[0], ix = ox * g.stride[1] + tap % z.kw - g.pad_l[1];
+        const bool inside = iy >= 0 && iy < z.height && ix >= 0 && ix < z.width;
+        visit(tap, inside ? ((n * z.height + iy) * z.width + ix) * z.channels : -1);
+    }
+}
+
 inline void multiply(const memory& a, const memory& b, const memory& result) {
     matmul::primitive_desc pd({a.get_desc(), b.get_desc(), result.get_desc()}, cpu());
     stream s(cpu());
@@ -161,11 +189,9 @@ inline void multiply(const memory& a, const memory& b, const memory& result) {
     s.wait();
 }
 
-// the weight gradient as one bfloat16 matrix product: dw (O, depth) = dy (O, rows) times the
-// columns of x (rows, depth), rounded to bfloat16 while they are laid out
-inline void backward_weights_by_product(const Geometry& g, float* x, float* dy, float* dw) {
-    const Sizes z(g);
-    memory columns({{z.rows, z.depth}, dt::bf16, tag::ba}, cpu());   // column-major: a column's rows together
+// the columns (im2col) of x as the bfloat16 matrix (rows, depth), column-major (a column's rows together)
+inline memory columns_of(const Sizes& z, const Geometry& g, const float* x) {
+    memory columns({{z.rows, z.depth}, dt::bf16, tag::ba}, cpu());
     uint16_t* b = static_cast<uint16_t*>(columns.get_data_handle());
     #pragma omp parallel for collapse(2)
     for (long c = 0; c < z.channels; c++)
@@ -179,21 +205,53 @@ inline void backward_weights_by_product(const Geometry& g, float* x, float* dy, 
                 for (long ox = end; ox < z.out_w; ox++) out[ox] = 0;
             });
         }
-    multiply(by_output(z, dy), columns, memory({{z.outputs, z.depth}, dt::f32, tag::ab}, cpu(), dw));
+    return columns;
 }
 
-// the data gradient as one bfloat16 matrix product, the columns of dx (depth, rows) = w^T (depth, O)
-// times dy (O, rows), then summed into dx (col2im)
-inline void backward_data_by_product(const Geometry& g, float* dy, float* w, float* dx) {
+// the same from channels-last x, row-major: each row (one output pixel) read from C-long runs of x
+inline memory columns_of_nhwc(const Sizes& z, const Geometry& g, const float* x) {
+    memory columns({{z.rows, z.depth}, dt::bf16, tag::ab}, cpu());
+    uint16_t* b = static_cast<uint16_t*>(columns.get_data_handle());
+    #pragma omp parallel for collapse(2)
+    for (long n = 0; n < z.images; n++)
+        for (long oy = 0; oy < z.out_h; oy++)
+            for (long ox = 0; ox < z.out_w; ox++) {
+                uint16_t* row = b + ((n * z.out_h + oy) * z.out_w + ox) * z.depth;
+                for_each_tap(z, g, n, oy, ox, [&](long tap, long at) {
+                    for (long c = 0; c < z.channels; c++) row[c * z.taps + tap] = at < 0 ? 0 : bfloat16(x[at + c]);
+                });
+            }
+    return columns;
+}
+
+// the weight gradient as one bfloat16 matrix product: dw (O, depth) = dy (O, rows) times the
+// columns of x (rows, depth), rounded to bfloat16 while they are laid out
+inline void backward_weights_by_product(const Geometry& g, float* x, float* dy, float* dw) {
     const Sizes z(g);
-    memory weights({{z.depth, z.outputs}, dt::bf16, tag::ba}, cpu());   // w as it is, transposed
-    uint16_t* wt = static_cast<uint16_t*>(weights.get_data_handle());
-    const long count = z.outputs * z.depth;
-    #pragma omp parallel for
-    for (long i = 0; i < count; i++) wt[i] = bfloat16(w[i]);
-    memory columns({{z.depth, z.rows}, dt::f32, tag::ab}, cpu());
-    multiply(weights, by_output(z, dy), columns);
-    const float* cols = static_cast<const float*>(columns.get_data_handle());
+    memory gradient = by_output(z, g, dy);
+    memory by_row = g.nhwc ? memory({{z.outputs, z.rows}, dt::bf16, tag::ba}, cpu(), gradient.get_data_handle())
+                           : gradient;
+    multiply(by_row, g.nhwc ? columns_of_nhwc(z, g, x) : columns_of(z, g, x),
+             memory({{z.outputs, z.depth}, dt::f32, tag::ab}, cpu(), dw));
+}
+
+// the columns of dx summed into dx (col2im): from the matrix (depth, rows), or channels-last from (rows, depth)
+inline void sum_columns(const Sizes& z, const Geometry& g, const float* cols, float* dx) {
+    if (g.nhwc) {
+        #pragma omp parallel for
+        for (long n = 0; n < z.images; n++) {
+            std::memset(dx + n * z.height * z.width * z.channels, 0, sizeof(float) * z.height * z.width * z.channels);
+            for (long oy = 0; oy < z.out_h; oy++)
+                for (long ox = 0; ox < z.out_w; ox++) {
+                    const float* row = cols + ((n * z.out_h + oy) * z.out_w + ox) * z.depth;
+                    for_each_tap(z, g, n, oy, ox, [&](long tap, long at) {
+                        if (at < 0) return;
+                        for (long c = 0; c < z.channels; c++) dx[at + c] += row[c * z.taps + tap];
+                    });
+                }
+        }
+        return;
+    }
     #pragma omp parallel for
     for (long c = 0; c < z.channels; c++) {
         for (long n = 0; n < z.images; n++)
@@ -207,13 +265,35 @@ inline void backward_data_by_product(const Geometry& g, float* dy, float* w, flo
         }
     }
 }
+
+// the data gradient as one bfloat16 matrix product, the columns of dx (depth, rows) = w^T (depth, O)
+// times dy (O, rows), or channels-last (rows, depth) = dy (rows, O) times w (O, depth); then col2im
+inline void backward_data_by_product(const Geometry& g, float* dy, float* w, float* dx) {
+    const Sizes z(g);
+    memory weights({{z.outputs, z.depth}, dt::bf16, tag::ab}, cpu());
+    uint16_t* wb = static_cast<uint16_t*>(weights.get_data_handle());
+    const long count = z.outputs * z.depth;
+    #pragma omp parallel for
+    for (long i = 0; i < count; i++) wb[i] = bfloat16(w[i]);
+    if (g.nhwc) {
+        memory columns({{z.rows, z.depth}, dt::f32, tag::ab}, cpu());
+        multiply(by_output(z, g, dy), weights, columns);
+        sum_columns(z, g, static_cast<const float*>(columns.get_data_handle()), dx);
+        return;
+    }
+    memory columns({{z.depth, z.rows}, dt::f32, tag::ab}, cpu());
+    multiply(memory({{z.depth, z.outputs}, dt::bf16, tag::ba}, cpu(), wb), by_output(z, g, dy), columns);
+    sum_columns(z, g, static_cast<const float*>(columns.get_data_handle()), dx);
+}
 }
 """
 
 # kind: which of (x, w, y) are the kernel's two operands and which is its result
 _ROLES = {"forward": ("x", "w", "y"), "backward_data": ("y", "w", "x"), "backward_weights": ("x", "y", "w")}
 
-Geometry = namedtuple("Geometry", "x w y stride padding")
+# x, w and y: the shapes (N, C, H, W), (O, C, KH, KW), (N, O, OH, OW), whatever the layout; x and y
+# are laid out (N, H, W, C) where channels_last
+Geometry = namedtuple("Geometry", "x w y stride padding channels_last", defaults=(False,))
 
 
 # the fewest output channels from which a gradient runs as a matrix product (see by_product)
@@ -235,17 +315,32 @@ def _function(kind, geometry):
     return f"{kind}_by_product" if by_product(kind, geometry) else kind
 
 
+def _logical(tensor, name, geometry):
+    """The C++ dims of one kernel tensor, in (N, C, H, W) order whatever its layout."""
+    order = (0, 3, 1, 2) if geometry.channels_last and name != "w" else (0, 1, 2, 3)
+    return "{" + ", ".join(f"{tensor}_shape{i}" for i in order) + "}"
+
+
 def _source(kind, geometry):
-    """The kernel's C++ body: shapes at run time, stride and padding in the source."""
-    first, second, result = (("in0", "in1", "out0")[_ROLES[kind].index(name)] for name in "xwy")
-    dims = ["{" + ", ".join(f"{tensor}_shape{i}" for i in range(4)) + "}" for tensor in (first, second, result)]
+    """The kernel's C++ body: shapes at run time, stride, padding and layout in the source."""
+    tensors = {name: ("in0", "in1", "out0")[_ROLES[kind].index(name)] for name in "xwy"}
+    dims = [_logical(tensors[name], name, geometry) for name in "xwy"]
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
     return (f"jgan_bf16::{_function(kind, geometry)}(jgan_bf16::geometry({', '.join(dims)}, {sh}, {sw}, {ph}, "
-            f"{pw}), in0_p, in1_p, out0_p);")
+            f"{pw}, {str(geometry.channels_last).lower()}), in0_p, in1_p, out0_p);")
+
+
+def _layout(shape, geometry):
+    """A (N, C, H, W) shape of x or y as the tensor lies: (N, H, W, C) where channels_last."""
+    n, c, h, w = shape
+    return (n, h, w, c) if geometry.channels_last else tuple(shape)
 
 
 def _kernel(kind, geometry, a, b):
-    shape = getattr(geometry, _ROLES[kind][2])
+    result = _ROLES[kind][2]
+    shape = getattr(geometry, result)
+    if result != "w":
+        shape = _layout(shape, geometry)
     return jt.code(shape, "float32", [a, b], cpu_header=_HEADER, cpu_src=_source(kind, geometry))
 
 
@@ -273,36 +368,48 @@ def _apply(kind, geometry, a, b):
     return _Convolution(kind, geometry, a, b)(a, b)
 
 
-def _with_bias(y, bias):
-    return y if bias is None else y + bias.broadcast(y.shape, [0, 2, 3])
+def _with_bias(y, bias, channels_last):
+    if bias is None:
+        return y
+    return y + bias.broadcast(y.shape, [0, 1, 2] if channels_last else [0, 2, 3])
 
 
-def _geometry(x_shape, w_shape, y_shape, stride, padding):
-    return Geometry(tuple(x_shape), tuple(w_shape), tuple(y_shape), pair(stride), pair(padding))
+def _geometry(x_shape, w_shape, y_shape, stride, padding, channels_last):
+    return Geometry(tuple(x_shape), tuple(w_shape), tuple(y_shape), pair(stride), pair(padding), channels_last)
 
 
 def _output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
-    """nn.conv2d(x, weight, bias, stride, padding) with bfloat16 products."""
+def _dims(x, channels_last):
+    """(N, C, H, W) of an input laid out (N, H, W, C) where channels_last."""
+    n, *rest = x.shape
+    return (n, rest[2], rest[0], rest[1]) if channels_last else tuple(x.shape)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, channels_last=False):
+    """nn.conv2d(x, weight, bias, stride, padding) with bfloat16 products; x and the result (N, H, W, C)
+    where channels_last (the weight stays (O, C, KH, KW))."""
     (sh, sw), (ph, pw) = pair(stride), pair(padding)
-    n, _, h, w = x.shape
+    x_shape = _dims(x, channels_last)
+    n, _, h, w = x_shape
     out_channels, _, kh, kw = weight.shape
     y_shape = (n, out_channels, _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw))
-    return _with_bias(_apply("forward", _geometry(x.shape, weight.shape, y_shape, stride, padding), x, weight), bias)
+    geometry = _geometry(x_shape, weight.shape, y_shape, stride, padding, channels_last)
+    return _with_bias(_apply("forward", geometry, x, weight), bias, channels_last)
 
 
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, channels_last=False):
     """nn.conv_transpose2d(x, weight, bias, stride, padding, output_padding) with bfloat16 products:
-    the data gradient of the convolution it transposes."""
+    the data gradient of the convolution it transposes. Channels-last as conv2d."""
     (sh, sw), (ph, pw), (qh, qw) = pair(stride), pair(padding), pair(output_padding)
-    n, _, h, w = x.shape
+    x_shape = _dims(x, channels_last)
+    n, _, h, w = x_shape
     _, out_channels, kh, kw = weight.shape
     out_shape = (n, out_channels, (h - 1) * sh - 2 * ph + kh + qh, (w - 1) * sw - 2 * pw + kw + qw)
-    geometry = _geometry(out_shape, weight.shape, x.shape, stride, padding)
-    return _with_bias(_apply("backward_data", geometry, x, weight), bias)
+    geometry = _geometry(out_shape, weight.shape, x_shape, stride, padding, channels_last)
+    return _with_bias(_apply("backward_data", geometry, x, weight), bias, channels_last)
 
 
 def routed(kind, x, weight, stride, padding, output_padding):

@@ -135,10 +135,23 @@ def upsample_nearest_2x(x):
     return _Resample2x("repeat", 1.0)(x)
 
 
+# A group is a channel (PER_CHANNEL: its values over the batch and the pixels) or a feature map. In
+# (N, C, H, W) tensors a group's values lie in `reps` runs of `plane` values, `stride` planes apart;
+# CHANNELS_LAST tensors (N, H, W, C) have a group's values C apart.
 _GROUP_LAYOUT = """
-    const long long plane = (long long)in0_shape2 * in0_shape3;
-    const long long groups = PER_CHANNEL ? in0_shape1 : (long long)in0_shape0 * in0_shape1;
-    const long long reps = PER_CHANNEL ? in0_shape0 : 1, stride = PER_CHANNEL ? in0_shape1 : 0;
+    const long long plane = CHANNELS_LAST ? (long long)in0_shape1 * in0_shape2 : (long long)in0_shape2 * in0_shape3;
+    const long long channels = CHANNELS_LAST ? in0_shape3 : in0_shape1;
+    const long long groups = PER_CHANNEL ? channels : (long long)in0_shape0 * channels;
+    const long long reps = PER_CHANNEL ? in0_shape0 : 1, stride = PER_CHANNEL ? channels : 0;
+"""
+
+# the index of the i-th value of group g, and the group of index k
+_GROUP_INDEX = """
+#define GROUP_ELEMENT(g, i) (CHANNELS_LAST ? (PER_CHANNEL ? (i) * channels + (g) \
+    : (((g) / channels) * plane + (i)) * channels + (g) % channels) \
+    : (((i) / plane) * stride + (g)) * plane + (i) % plane)
+#define GROUP_OF(k) (CHANNELS_LAST ? (PER_CHANNEL ? (k) % channels : ((k) / (plane * channels)) * channels + (k) % channels) \
+    : (PER_CHANNEL ? ((k) / plane) % channels : (k) / plane))
 """
 
 _GROUP_REDUCE_CPU = _GROUP_LAYOUT + """
@@ -156,14 +169,46 @@ _GROUP_REDUCE_CPU = _GROUP_LAYOUT + """
     }
 """
 
-_GROUP_REDUCE_CUDA_HEADER = """
+# Channels-last: each thread sums its share of the pixels (rows of C values) into a row of partial
+# sums per image (or one for all, PER_CHANNEL), 64 pixels at a time; the threads' rows are added last.
+_GROUP_REDUCE_CHANNELS_LAST_CPU = _GROUP_LAYOUT + """
+    const long long images = PER_CHANNEL ? 1 : in0_shape0, rows = PER_CHANNEL ? reps * plane : plane;
+    const int threads = omp_get_max_threads();
+    std::vector<in0_type> partial((size_t)threads * groups, 0);
+    #pragma omp parallel
+    {
+        in0_type* total = partial.data() + (size_t)omp_get_thread_num() * groups;
+        std::vector<in0_type> block(channels);
+        in0_type* sum = block.data();
+        #pragma omp for collapse(2)
+        for (long long n = 0; n < images; n++)
+            for (long long first = 0; first < rows; first += 64) {
+                std::fill(block.begin(), block.end(), (in0_type)0);
+                for (long long r = first; r < std::min(rows, first + 64); r++) {
+                    const long long row = (n * rows + r) * channels;
+                    #pragma omp simd
+                    for (long long c = 0; c < channels; c++) { const long long k = row + c; sum[c] += TERM; }
+                }
+                for (long long c = 0; c < channels; c++) total[n * channels + c] += sum[c];
+            }
+    }
+    for (long long g = 0; g < groups; g++) {
+        in0_type total = 0;
+        for (int t = 0; t < threads; t++) total += partial[(size_t)t * groups + g];
+        out0_p[g] = total;
+    }
+"""
+
+_CHANNELS_LAST_CPU_HEADER = "#include <omp.h>\n#include <vector>\n#include <algorithm>\n"
+
+_GROUP_REDUCE_CUDA_HEADER = _GROUP_INDEX + """
 __global__ static void group_reduce_kernel(@ARGS_DEF) {
     @PRECALC""" + _GROUP_LAYOUT + """
     __shared__ in0_type partial[256];
     const long long g = blockIdx.x;
     in0_type total = 0;
     for (long long i = threadIdx.x; i < reps * plane; i += blockDim.x) {
-        const long long k = ((i / plane) * stride + g) * plane + i % plane;
+        const long long k = GROUP_ELEMENT(g, i);
         total += TERM;
     }
     partial[threadIdx.x] = total;
@@ -176,7 +221,7 @@ __global__ static void group_reduce_kernel(@ARGS_DEF) {
 }
 """
 
-_GROUP_REDUCE_CUDA = ("group_reduce_kernel<<<PER_CHANNEL ? in0_shape1 : in0_shape0 * in0_shape1, 256>>>"
+_GROUP_REDUCE_CUDA = ("group_reduce_kernel<<<PER_CHANNEL ? CHANNELS : in0_shape0 * CHANNELS, 256>>>"
                       "(@ARGS);")
 
 _GROUP_AFFINE_CPU = _GROUP_LAYOUT + """
@@ -191,13 +236,26 @@ _GROUP_AFFINE_CPU = _GROUP_LAYOUT + """
     }
 """
 
-_GROUP_AFFINE_CUDA_HEADER = """
+_GROUP_AFFINE_CHANNELS_LAST_CPU = _GROUP_LAYOUT + """
+    const long long rows = (long long)in0_shape0 * plane;
+    #pragma omp parallel for
+    for (long long r = 0; r < rows; r++) {
+        const long long first = PER_CHANNEL ? 0 : (r / plane) * channels;
+        #pragma omp simd
+        for (long long c = 0; c < channels; c++) {
+            const long long k = r * channels + c, g = first + c;
+            out0_p[k] = ACTIVATION(in0_p[k] * (SCALE) + (SHIFT));
+        }
+    }
+"""
+
+_GROUP_AFFINE_CUDA_HEADER = _GROUP_INDEX + """
 __global__ static void group_affine_kernel(@ARGS_DEF) {
     @PRECALC""" + _GROUP_LAYOUT + """
-    const long long count = (long long)in0_shape0 * in0_shape1 * plane;
+    const long long count = (long long)in0_shape0 * channels * plane;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
          k += (long long)gridDim.x * blockDim.x) {
-        const long long g = PER_CHANNEL ? (k / plane) % in0_shape1 : k / plane;
+        const long long g = GROUP_OF(k);
         out0_p[k] = ACTIVATION(in0_p[k] * (SCALE) + (SHIFT));
     }
 }
@@ -207,36 +265,51 @@ _GROUP_AFFINE_CUDA = ("group_affine_kernel<<<(int)std::min(((long long)in0_shape
                       " * in0_shape3 + 255) / 256, 65536LL), 256>>>(@ARGS);")
 
 
-def _layout(source, per_channel):
-    return source.replace("PER_CHANNEL", "1" if per_channel else "0")
+def _layout(source, per_channel, channels_last):
+    return (source.replace("PER_CHANNEL", "1" if per_channel else "0")
+            .replace("CHANNELS_LAST", "1" if channels_last else "0")
+            .replace("CHANNELS", "in0_shape3" if channels_last else "in0_shape1"))
 
 
-def _group_shape(x, per_channel):
+def _channel_axis(channels_last):
+    return 3 if channels_last else 1
+
+
+def _group_shape(x, per_channel, channels_last):
     """Channel statistics are (C,), feature-map statistics (N, C)."""
-    return (x.shape[1],) if per_channel else (x.shape[0], x.shape[1])
+    channels = x.shape[_channel_axis(channels_last)]
+    return (channels,) if per_channel else (x.shape[0], channels)
 
 
-def _group_reduce(inputs, term, per_channel):
+def _spread_axes(per_channel, channels_last):
+    """The axes along which a group's value is broadcast over x."""
+    axes = [0, 1, 2] if channels_last else [0, 2, 3]
+    return axes if per_channel else axes[1:]
+
+
+def _group_reduce(inputs, term, per_channel, channels_last):
     """out[g] = the sum of `term` (a C expression of in0_p[k], in1_p[k]) over group g."""
     x = inputs[0]
-    source = _layout(_GROUP_REDUCE_CPU, per_channel).replace("TERM", term)
-    header = _layout(_GROUP_REDUCE_CUDA_HEADER, per_channel).replace("TERM", term)
-    return _code(_group_shape(x, per_channel), x.dtype, inputs, cpu_src=source,
-                 cuda_header=header, cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel))
+    cpu = _GROUP_REDUCE_CHANNELS_LAST_CPU if channels_last else _GROUP_REDUCE_CPU
+    return _code(_group_shape(x, per_channel, channels_last), x.dtype, inputs,
+                 cpu_header=_CHANNELS_LAST_CPU_HEADER if channels_last else "",
+                 cpu_src=_layout(cpu, per_channel, channels_last).replace("TERM", term),
+                 cuda_header=_layout(_GROUP_REDUCE_CUDA_HEADER, per_channel, channels_last).replace("TERM", term),
+                 cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel, channels_last))
 
 
 class _GroupSum(jt.Function):
     """Sum over each group; its adjoint is a broadcast."""
 
-    def __init__(self, per_channel):
-        self.per_channel = per_channel
+    def __init__(self, per_channel, channels_last):
+        self.per_channel, self.channels_last = per_channel, channels_last
 
     def execute(self, x):
         self.shape = x.shape
-        return _group_reduce([x], "in0_p[k]", self.per_channel)
+        return _group_reduce([x], "in0_p[k]", self.per_channel, self.channels_last)
 
     def grad(self, grad):
-        return grad.broadcast(self.shape, [0, 2, 3] if self.per_channel else [2, 3])
+        return grad.broadcast(self.shape, _spread_axes(self.per_channel, self.channels_last))
 
 
 class _GroupDot(jt.Function):
@@ -245,37 +318,38 @@ class _GroupDot(jt.Function):
     The gradient uses the caller's a and b (not the taped copies execute receives), so that a
     second differentiation reaches them."""
 
-    def __init__(self, per_channel, a, b):
-        self.per_channel, self.a, self.b = per_channel, a, b
+    def __init__(self, per_channel, channels_last, a, b):
+        self.per_channel, self.channels_last, self.a, self.b = per_channel, channels_last, a, b
 
     def execute(self, a, b):
-        return _group_reduce([a, b], "in0_p[k] * in1_p[k]", self.per_channel)
+        return _group_reduce([a, b], "in0_p[k] * in1_p[k]", self.per_channel, self.channels_last)
 
     def grad(self, grad):
-        return (group_affine(self.b, grad, None, self.per_channel),
-                group_affine(self.a, grad, None, self.per_channel))
+        return (group_affine(self.b, grad, None, self.per_channel, channels_last=self.channels_last),
+                group_affine(self.a, grad, None, self.per_channel, channels_last=self.channels_last))
 
 
 class _GroupSquareSum(jt.Function):
     """Sum over each group of x^2; its adjoint scales 2 x by the group's gradient."""
 
-    def __init__(self, per_channel, x):
-        self.per_channel, self.x = per_channel, x
+    def __init__(self, per_channel, channels_last, x):
+        self.per_channel, self.channels_last, self.x = per_channel, channels_last, x
 
     def execute(self, x):
         self.shape = x.shape
-        return _group_reduce([x], "in0_p[k] * in0_p[k]", self.per_channel)
+        return _group_reduce([x], "in0_p[k] * in0_p[k]", self.per_channel, self.channels_last)
 
     def grad(self, grad):
-        return self.x * (2 * grad).broadcast(self.shape, [0, 2, 3] if self.per_channel else [2, 3])
+        return self.x * (2 * grad).broadcast(self.shape, _spread_axes(self.per_channel, self.channels_last))
 
 
 class _GroupAffine(jt.Function):
     """act(x scale[g] + shift[g]); scale or shift may be None (1 or 0), act a leaky ReLU of the
     given slope or none. Like _GroupDot, the gradient uses the caller's x and scale."""
 
-    def __init__(self, per_channel, x, scale, slope):
-        self.per_channel, self.x, self.scale, self.slope = per_channel, x, scale, slope
+    def __init__(self, per_channel, channels_last, x, scale, slope):
+        self.per_channel, self.channels_last, self.x, self.scale, self.slope = (per_channel, channels_last, x, scale,
+                                                                                slope)
 
     def execute(self, x, scale, shift):
         self.has_shift = shift is not None
@@ -286,12 +360,13 @@ class _GroupAffine(jt.Function):
                   f"template <class T> inline HOST_DEVICE T leaky(T v) {{ return {_leaky('v', 'v', self.slope)}; }}")
 
         def fill(source):
-            source = _layout(source, self.per_channel).replace("ACTIVATION", "" if self.slope is None else "leaky")
+            source = _layout(source, self.per_channel, self.channels_last)
+            source = source.replace("ACTIVATION", "" if self.slope is None else "leaky")
             for name, term in terms.items():
                 source = source.replace(name, term)
             return source
-        y = _code(x.shape, x.dtype, inputs, cpu_header=helper.replace("HOST_DEVICE ", ""),
-                  cpu_src=fill(_GROUP_AFFINE_CPU),
+        cpu = _GROUP_AFFINE_CHANNELS_LAST_CPU if self.channels_last else _GROUP_AFFINE_CPU
+        y = _code(x.shape, x.dtype, inputs, cpu_header=helper.replace("HOST_DEVICE ", ""), cpu_src=fill(cpu),
                   cuda_header=helper.replace("HOST_DEVICE", "__device__") + fill(_GROUP_AFFINE_CUDA_HEADER),
                   cuda_src=_GROUP_AFFINE_CUDA)
         if self.slope is not None:
@@ -301,50 +376,53 @@ class _GroupAffine(jt.Function):
     def grad(self, grad):
         if self.slope is not None:
             grad = _LeakyReLUGrad(self.output, self.slope)(grad)
-        shift_grad = group_sum(grad, self.per_channel) if self.has_shift else None
+        shift_grad = group_sum(grad, self.per_channel, self.channels_last) if self.has_shift else None
         if self.scale is None:
             return grad, None, shift_grad
-        dims = [0, 2, 3] if self.per_channel else [2, 3]
-        return (grad * self.scale.broadcast(grad.shape, dims),
-                group_dot(grad, self.x, self.per_channel), shift_grad)
+        axes = _spread_axes(self.per_channel, self.channels_last)
+        return (grad * self.scale.broadcast(grad.shape, axes),
+                group_dot(grad, self.x, self.per_channel, self.channels_last), shift_grad)
 
 
-def _check_group_input(name, x, per_channel, *stats):
+def _check_group_input(name, x, per_channel, channels_last, *stats):
     if len(x.shape) != 4:
-        raise ValueError(f"{name} needs a (N, C, H, W) input, got {tuple(x.shape)}.")
-    expected = _group_shape(x, per_channel)
+        layout = "(N, H, W, C)" if channels_last else "(N, C, H, W)"
+        raise ValueError(f"{name} needs a {layout} input, got {tuple(x.shape)}.")
+    expected = _group_shape(x, per_channel, channels_last)
     for value in stats:
         if value is not None and tuple(value.shape) != expected:
             raise ValueError(f"{name} of a {tuple(x.shape)} input takes {expected} per-group "
                              f"values, got {tuple(value.shape)}.")
 
 
-def group_sum(x, per_channel):
-    """The sums of x (N, C, H, W) over each channel, (C,), or over each feature map, (N, C)."""
-    _check_group_input("group_sum", x, per_channel)
-    return _GroupSum(per_channel)(x)
+# Each group function takes x (N, C, H, W), or (N, H, W, C) where channels_last.
+
+def group_sum(x, per_channel, channels_last=False):
+    """The sums of x over each channel, (C,), or over each feature map, (N, C)."""
+    _check_group_input("group_sum", x, per_channel, channels_last)
+    return _GroupSum(per_channel, channels_last)(x)
 
 
-def group_dot(a, b, per_channel):
+def group_dot(a, b, per_channel, channels_last=False):
     """The sums of a b over each channel (C,) or each feature map (N, C)."""
-    _check_group_input("group_dot", a, per_channel)
+    _check_group_input("group_dot", a, per_channel, channels_last)
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"group_dot takes two inputs of one shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
-    return _GroupDot(per_channel, a, b)(a, b)
+    return _GroupDot(per_channel, channels_last, a, b)(a, b)
 
 
-def group_square_sum(x, per_channel):
+def group_square_sum(x, per_channel, channels_last=False):
     """The sums of x^2 over each channel (C,) or each feature map (N, C)."""
-    _check_group_input("group_square_sum", x, per_channel)
-    return _GroupSquareSum(per_channel, x)(x)
+    _check_group_input("group_square_sum", x, per_channel, channels_last)
+    return _GroupSquareSum(per_channel, channels_last, x)(x)
 
 
-def group_affine(x, scale, shift, per_channel, slope=None):
+def group_affine(x, scale, shift, per_channel, slope=None, channels_last=False):
     """y = x scale + shift with one scale and shift per channel, (C,), or per feature map, (N, C);
     None stands for 1 (scale) or 0 (shift). With a `slope`, y is followed by a leaky ReLU of that
     slope in the same pass (0: ReLU), and the value before it is never stored."""
-    _check_group_input("group_affine", x, per_channel, scale, shift)
-    return _GroupAffine(per_channel, x, scale, slope)(x, scale, shift)
+    _check_group_input("group_affine", x, per_channel, channels_last, scale, shift)
+    return _GroupAffine(per_channel, channels_last, x, scale, slope)(x, scale, shift)
 
 
 def add_channel_bias(x, bias, slope=None):

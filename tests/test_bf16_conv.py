@@ -27,13 +27,22 @@ def rounded(array):
     return torch.tensor(array).to(torch.bfloat16).to(torch.float64)
 
 
-def jittor_side(function, x, w, b, **kwargs):
-    """The output and d(sum(y * g))/d(x, w, b) of `function`, for a fixed random g."""
-    xv, wv, bv = jt.array(x), jt.array(w), jt.array(b)
-    y = function(xv, wv, bv, **kwargs)
-    g = np.random.RandomState(7).uniform(-1, 1, y.shape).astype(np.float32)
-    grads = jt.grad((y * jt.array(g)).sum(), [xv, wv, bv])
-    return [v.numpy() for v in (y, *grads)], g
+def to_channels_last(array):
+    return np.ascontiguousarray(array.transpose(0, 2, 3, 1))
+
+
+def jittor_side(function, x, w, b, channels_last=False, **kwargs):
+    """The output and d(sum(y * g))/d(x, w, b) of `function`, for a fixed random g; x, y and dx
+    channels-last inside where asked, (N, C, H, W) as returned."""
+    xv, wv, bv = jt.array(to_channels_last(x) if channels_last else x), jt.array(w), jt.array(b)
+    y = function(xv, wv, bv, channels_last=channels_last, **kwargs)
+    y_shape = (y.shape[0], y.shape[3], y.shape[1], y.shape[2]) if channels_last else y.shape
+    g = np.random.RandomState(7).uniform(-1, 1, y_shape).astype(np.float32)
+    y_grads = jt.grad((y * jt.array(to_channels_last(g) if channels_last else g)).sum(), [xv, wv, bv])
+    values = [v.numpy() for v in (y, *y_grads)]
+    if channels_last:
+        values[:2] = [v.transpose(0, 3, 1, 2) for v in values[:2]]
+    return values, g
 
 
 def torch_side(function, x, w, b, g, **kwargs):
@@ -59,20 +68,26 @@ def gradients(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=[False, True], ids=["channels_first", "channels_last"])
+def channels_last(request):
+    """Each test once with (N, C, H, W) activations and once with (N, H, W, C) ones."""
+    return request.param
+
+
 @pytest.mark.parametrize("name", CONVOLUTIONS)
-def test_conv2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name, gradients):
+def test_conv2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name, gradients, channels_last):
     x_shape, w_shape, stride, padding = CONVOLUTIONS[name]
     x, w, _ = arrays(x_shape, w_shape, seed=len(name))
     b = np.random.RandomState(3).uniform(-1, 1, w_shape[:1]).astype(np.float32)
-    ours, g = jittor_side(bf16_conv.conv2d, x, w, b, stride=stride, padding=padding)
+    ours, g = jittor_side(bf16_conv.conv2d, x, w, b, channels_last, stride=stride, padding=padding)
     check_against_torch(name, ours, torch_side(F.conv2d, x, w, b, g, stride=stride, padding=padding))
 
 
 @pytest.mark.parametrize("name", TRANSPOSED)
-def test_conv_transpose2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name, gradients):
+def test_conv_transpose2d_matches_pytorch_on_bfloat16_operands_with_its_gradients(name, gradients, channels_last):
     x_shape, w_shape, stride, padding, output_padding = TRANSPOSED[name]
     x, w, b = arrays(x_shape, w_shape, seed=len(name))
-    ours, g = jittor_side(bf16_conv.conv_transpose2d, x, w, b, stride=stride, padding=padding,
+    ours, g = jittor_side(bf16_conv.conv_transpose2d, x, w, b, channels_last, stride=stride, padding=padding,
                           output_padding=output_padding)
     check_against_torch(name, ours, torch_side(F.conv_transpose2d, x, w, b, g, stride=stride, padding=padding,
                                                output_padding=output_padding))
@@ -107,12 +122,14 @@ def test_the_products_are_bfloat16_ones():
     assert 1e-5 < error < 4 * BF16_EPS, f"relative error {error:.1e}: float32 (~1e-7) or worse than bfloat16"
 
 
-def test_a_gradient_penalty_differentiates_through_them_twice(gradients):
+def test_a_gradient_penalty_differentiates_through_them_twice(gradients, channels_last):
     """d/dw of |d sum(conv(x, w) * g) / dx|^2, as WGAN-GP and R1 take it, to bfloat16's precision."""
     x, w, _ = arrays((2, 3, 8, 8), (4, 3, 4, 4), seed=11)
     g = np.random.RandomState(12).uniform(-1, 1, (2, 4, 4, 4)).astype(np.float32)
-    xv, wv = jt.array(x), jt.array(w)
-    dx = jt.grad((bf16_conv.conv2d(xv, wv, stride=2, padding=1) * jt.array(g)).sum(), xv)
+    layout = to_channels_last if channels_last else np.ascontiguousarray
+    xv, wv = jt.array(layout(x)), jt.array(w)
+    y = bf16_conv.conv2d(xv, wv, stride=2, padding=1, channels_last=channels_last)
+    dx = jt.grad((y * jt.array(layout(g))).sum(), xv)
     ours = jt.grad((dx * dx).sum(), wv).numpy()
     xt, wt = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w))
     (dxt,) = torch.autograd.grad((F.conv2d(xt, wt, stride=2, padding=1) * torch.tensor(g, dtype=torch.float64)).sum(),

@@ -43,13 +43,14 @@ def call_every_kernel():
     kernels.binomial_blur(x)
     kernels.leaky_relu(x, 0.2)
     kernels._LeakyReLUGrad(y, 0.2)(x)
-    for channels, values in ((True, per_channel), (False, per_map)):
-        kernels.group_sum(x, channels)
-        kernels.group_square_sum(x, channels)
-        kernels.group_dot(x, y, channels)
-        kernels.group_affine(x, values, values, channels)
-        kernels.group_affine(x, None, values, channels, slope=0.2)
-        kernels.group_affine(x, values, None, channels, slope=0.0)
+    for last, (a, b) in ((False, (x, y)), (True, (x.transpose(0, 2, 3, 1), y.transpose(0, 2, 3, 1)))):
+        for channels, values in ((True, per_channel), (False, per_map)):
+            kernels.group_sum(a, channels, last)
+            kernels.group_square_sum(a, channels, last)
+            kernels.group_dot(a, b, channels, last)
+            kernels.group_affine(a, values, values, channels, channels_last=last)
+            kernels.group_affine(a, None, values, channels, slope=0.2, channels_last=last)
+            kernels.group_affine(a, values, None, channels, slope=0.0, channels_last=last)
     hyper = jt.ones(7)
     kernels.multi_tensor_update(_ADAM_BODY, [[x, jt.ones(5)]] * 4, hyper, outputs=3)
     kernels.multi_tensor_update(EMA_BODY, [[x, jt.ones(5)]] * 2, hyper, outputs=1)
@@ -100,7 +101,7 @@ def test_every_cuda_kernel_compiles_with_nvcc(tmp_path, monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(jt, "code", recorder)
     call_every_kernel()
-    assert len(recorder.calls) == 19          # every call of call_every_kernel reached jt.code
+    assert len(recorder.calls) == 31          # every call of call_every_kernel reached jt.code
     assert all(re.search(r"<<<.*>>>", launch) for *_, launch in recorder.calls)
     source = tmp_path / "kernels.cu"
     source.write_text(translation_unit(recorder.calls))

@@ -91,23 +91,32 @@ def test_channel_bias_matches_torch_to_second_order():
         assert_close(f"channel bias {label}", jt_value, th_value, atol=1e-4, rtol=1e-5)
 
 
+def laid_out(array, channels_last):
+    """An (N, C, H, W) array as the kernels take it: itself, or (N, H, W, C)."""
+    return np.ascontiguousarray(array.transpose(0, 2, 3, 1)) if channels_last else array
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["channels_first", "channels_last"])
 @pytest.mark.parametrize("per_channel", [True, False])
-def test_group_kernels_match_numpy_on_a_large_tensor(per_channel):
+def test_group_kernels_match_numpy_on_a_large_tensor(per_channel, channels_last):
     a, b = random_array(16, 70, 33, 17), random_array(16, 70, 33, 17, seed=1)   # odd plane size
     axes = (0, 2, 3) if per_channel else (2, 3)
     groups = (70,) if per_channel else (16, 70)
     scale, shift = random_array(*groups, seed=2), random_array(*groups, seed=3)
     expand = (lambda v: v.reshape(1, -1, 1, 1)) if per_channel else (lambda v: v[:, :, None, None])
-    assert_close("group_sum", group_sum(jt.array(a), per_channel), a.astype(np.float64).sum(axes),
+    ja, jb = (jt.array(laid_out(v, channels_last)) for v in (a, b))
+    assert_close("group_sum", group_sum(ja, per_channel, channels_last), a.astype(np.float64).sum(axes),
                  atol=1e-4, rtol=1e-5)
-    assert_close("group_dot", group_dot(jt.array(a), jt.array(b), per_channel),
+    assert_close("group_dot", group_dot(ja, jb, per_channel, channels_last),
                  (a.astype(np.float64) * b).sum(axes), atol=1e-4, rtol=1e-5)
-    assert_close("group_affine", group_affine(jt.array(a), jt.array(scale), jt.array(shift), per_channel),
-                 a * expand(scale) + expand(shift), atol=1e-6, rtol=1e-6)
+    assert_close("group_affine", group_affine(ja, jt.array(scale), jt.array(shift), per_channel,
+                                              channels_last=channels_last),
+                 laid_out(a * expand(scale) + expand(shift), channels_last), atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["channels_first", "channels_last"])
 @pytest.mark.parametrize("per_channel, slope", [(True, 0.0), (False, 0.2)])
-def test_group_affine_with_activation_matches_torch_to_second_order(per_channel, slope):
+def test_group_affine_with_activation_matches_torch_to_second_order(per_channel, slope, channels_last):
     x = random_array(3, 4, 5, 6)
     groups = (4,) if per_channel else (3, 4)
     scale, shift = random_array(*groups, seed=3), random_array(*groups, seed=4)
@@ -120,9 +129,12 @@ def test_group_affine_with_activation_matches_torch_to_second_order(per_channel,
         penalty = (first * first * r2).sum()
         return y, first, grad(penalty, x, True), grad(penalty, scale, False)
 
-    jt_scale = jt.array(scale)
-    jt_values = values(lambda v, s: group_affine(v * v, s, jt.array(shift), per_channel, slope),
-                       jittor_grad, jt.array(x), jt_scale, jt.array(r1), jt.array(r2))
+    def ours(v, s):   # y, computed channels-last where asked, is compared (N, C, H, W)
+        v = v.transpose(0, 2, 3, 1) if channels_last else v
+        y = group_affine(v * v, s, jt.array(shift), per_channel, slope, channels_last)
+        return y.transpose(0, 3, 1, 2) if channels_last else y
+
+    jt_values = values(ours, jittor_grad, jt.array(x), jt.array(scale), jt.array(r1), jt.array(r2))
     th_values = values(lambda v, s: F.leaky_relu(v * v * expand(s) + expand(torch.tensor(shift)), slope),
                        torch_grad, torch.tensor(x, requires_grad=True),
                        torch.tensor(scale, requires_grad=True), torch.tensor(r1), torch.tensor(r2))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from jgan import registry
+from jgan import bf16_conv, registry
 from jgan.config import load_config
 from jgan.errors import ConfigError
 from jgan.models import build_networks
 from jgan.models.dcgan import DCGANModel
+from jgan.networks import dcgan as dcgan_networks
 from jgan.networks.dcgan import Discriminator, Generator
 from parity import assert_close, copy_parameters
 from reference.dcgan_torch import batch_norm_sizes, torch_networks, unbiased_running_var_as_biased
@@ -179,3 +180,67 @@ def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic
     assert_running_statistics(f"{arch} G", jt_g, th_g, g_sizes)
     if d_sizes:
         assert_running_statistics(f"{arch} D", jt_d, th_d, d_sizes)
+
+
+# ----- channels-last under bfloat16 convolutions -------------------------------------------------
+BF16_EPS = 2.0 ** -8
+
+
+@pytest.fixture
+def bf16_convolutions():
+    bf16_conv.enable(True)
+    yield
+    bf16_conv.enable(False)
+
+
+def outputs_and_gradients(g, d, z, x):
+    """G(z), D(x), D(G(z)) in training mode and the gradients of a loss of both nets' scores."""
+    images = g(jt.array(z))
+    real, fake = d(jt.array(x), images)
+    parameters = g.parameters() + d.parameters()
+    gradients = jt.grad((real * real).sum() + fake.sum(), parameters)
+    return {"G(z)": images, "D(x)": real, "D(G(z))": fake,
+            **{f"d/d {p.name()}": grad for p, grad in zip(parameters, gradients)}}
+
+
+@pytest.mark.parametrize("arch,model", [("dcgan", {}), ("wgan-gp", {}), ("wganp", {}),
+                                        ("dcgan", {"activation": "selu"}),
+                                        ("dcgan", {"upsample": "resize", "critic_norm": "instance"})],
+                         ids=["dcgan", "wgan-gp", "wganp", "dcgan-selu", "dcgan-resize-instance"])
+def test_with_bf16_convolutions_the_nets_run_channels_last_as_they_run_channels_first(
+        arch, model, bf16_convolutions, monkeypatch):
+    """Each convolution takes (N, H, W, C) activations, and every output, gradient and running
+    statistic equals the channels-first run's to bfloat16's precision (the layouts sum in different orders)."""
+    layouts = []
+    for name in ("conv2d", "conv_transpose2d"):
+        original = getattr(bf16_conv, name)
+        monkeypatch.setattr(bf16_conv, name, lambda *a, _f=original, **k: layouts.append(
+            k.get("channels_last", False)) or _f(*a, **k))
+    z, x = inputs()
+    g, d = nets(arch, **model)
+    initial = [{name: value.numpy().copy() for name, value in net.state_dict().items()} for net in (g, d)]
+    last = outputs_and_gradients(g, d, z, x)
+    assert layouts and all(layouts), "a convolution ran channels-first"
+    statistics = {name: value.numpy() for name, value in {**g.state_dict(), **d.state_dict()}.items()
+                  if "running" in name}
+    for net, state in zip((g, d), initial):
+        net.load_state_dict(state)
+    monkeypatch.setattr(dcgan_networks, "channels_last", lambda: False)
+    first = outputs_and_gradients(g, d, z, x)
+    for label, value in first.items():
+        want = value.numpy()
+        assert_close(f"{arch} {label}", last[label], want, atol=4 * BF16_EPS * max(np.abs(want).max(), 1e-6))
+    for name, value in {**g.state_dict(), **d.state_dict()}.items():
+        if "running" in name:
+            assert_close(f"{arch} {name}", statistics[name], value.numpy(), atol=1e-5)
+
+
+def test_with_bf16_convolutions_a_generator_in_evaluation_mode_runs_channels_last(bf16_convolutions, monkeypatch):
+    """Evaluation uses the running statistics in either layout: samples, as generate.py draws them."""
+    z, _ = inputs()
+    g, _ = nets("dcgan")
+    g(jt.array(z)).sync()          # running statistics away from their initial values
+    g.eval()
+    last = g(jt.array(z)).numpy()
+    monkeypatch.setattr(dcgan_networks, "channels_last", lambda: False)
+    assert_close("G(z) eval", last, g(jt.array(z)).numpy(), atol=4 * BF16_EPS)

@@ -36,9 +36,15 @@ def torch_grad(loss, variables, create_graph):
     return torch.autograd.grad(loss, variables, create_graph=create_graph)
 
 
+def channels_last_call(layer, **kwargs):
+    """layer on (N, C, H, W) arrays, run inside on (N, H, W, C) ones."""
+    return lambda x: layer(x.transpose(0, 2, 3, 1), channels_last=True, **kwargs).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["channels_first", "channels_last"])
 @pytest.mark.parametrize("jt_class, th_class", [(BatchNorm2d, torch.nn.BatchNorm2d),
                                                  (InstanceNorm2d, torch.nn.InstanceNorm2d)])
-def test_normalisation_matches_torch_to_second_order(jt_class, th_class):
+def test_normalisation_matches_torch_to_second_order(jt_class, th_class, channels_last):
     x = random_array(*SHAPE) * 3 + 1
     weight, bias = random_array(3, seed=4) + 1, random_array(3, seed=5)
     r1, r2 = random_array(*SHAPE, seed=1), random_array(*SHAPE, seed=2)
@@ -49,13 +55,29 @@ def test_normalisation_matches_torch_to_second_order(jt_class, th_class):
         th_layer.weight.copy_(torch.tensor(weight))
         th_layer.bias.copy_(torch.tensor(bias))
     th_layer.train()
-    jt_values = penalised(jt_layer, jt.array(x), jt_layer.weight, jt.array(r1), jt.array(r2), jittor_grad)
+    ours = channels_last_call(jt_layer) if channels_last else jt_layer
+    jt_values = penalised(ours, jt.array(x), jt_layer.weight, jt.array(r1), jt.array(r2), jittor_grad)
     th_values = penalised(th_layer, torch.tensor(x, requires_grad=True), th_layer.weight,
                           torch.tensor(r1), torch.tensor(r2), torch_grad)
     labels = ("output", "d/dx", "second order d/dx", "second order d/dweight")
     for label, jt_value, th_value in zip(labels, jt_values, th_values):
         scale = max(1.0, float(np.abs(th_value.detach().numpy()).max()))
         assert_close(f"{jt_class.__name__} {label}", jt_value, th_value, atol=ATOL * scale)
+
+
+def test_batch_norm_channels_last_keeps_the_same_statistics_and_evaluation():
+    """Two batches in one pass (parts), then evaluation: as channels-first, running statistics included."""
+    x = random_array(8, 3, 5, 6) * 2 + 3
+    first, last = BatchNorm2d(3), BatchNorm2d(3)
+    for weight in (first.weight, last.weight):
+        weight.assign(jt.array(random_array(3, seed=4) + 1))
+    outputs = [first(jt.array(x), slope=0.2, parts=2), channels_last_call(last, slope=0.2, parts=2)(jt.array(x))]
+    assert_close("parts output", outputs[1], outputs[0].numpy(), atol=1e-5)
+    for name in ("running_mean", "running_var"):
+        assert_close(name, getattr(last, name), getattr(first, name).numpy(), atol=1e-6)
+    first.eval(), last.eval()
+    assert_close("evaluation output", channels_last_call(last, slope=0.2)(jt.array(x)),
+                 first(jt.array(x), slope=0.2).numpy(), atol=1e-5)
 
 
 def test_batch_norm_running_statistics_and_evaluation_mode():

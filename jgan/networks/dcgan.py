@@ -6,12 +6,18 @@ discriminator mirrors it. Gulrajani et al. 2017 (WGAN-GP) drop BatchNorm from th
 WGANP replaces the fractionally-strided convolutions by resize-convolutions (Odena et al. 2016).
 `activation="selu"` replaces every normalisation and (leaky) ReLU of both nets by SELU
 (Klambauer et al. 2017) with LeCun-normal weights, as "Deep learning with cats" trains DCGAN.
+
+With bfloat16 convolutions (jgan.bf16_conv enabled) both nets keep their activations
+channels-last, (N, H, W, C), from the first layer to the last: oneDNN's bfloat16 primitives work
+in that layout, so no convolution pays for a conversion of layout on the way in or out (README,
+"bfloat16 convolutions"). Images go in and out (N, C, H, W) either way.
 """
 import math
 
 import jittor as jt
 from jittor import nn
 
+from jgan import bf16_conv
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
 from jgan.batching import score_batches
@@ -49,22 +55,42 @@ class SELU(nn.Module):
         return SELU_SCALE * jt.ternary(positive, x, negative)
 
 
-def run_layers(layers, x, parts=1):
+def run_layers(layers, x, parts=1, channels_last=False):
     """x through `layers` in order; a normalisation followed by a LeakyReLU runs as one pass (its
     output before the activation is never stored: less memory and one pass fewer). x holds
-    `parts` batches, each normalised on its own (jgan.batching)."""
+    `parts` batches, each normalised on its own (jgan.batching); it is (N, H, W, C) where
+    channels_last."""
     layers = list(layers)
     index = 0
     while index < len(layers):
         layer, following = layers[index], layers[index + 1] if index + 1 < len(layers) else None
         if isinstance(layer, (BatchNorm2d, InstanceNorm2d)):
             fuses = isinstance(following, LeakyReLU)
-            x = layer(x, slope=following.slope if fuses else None, parts=parts)
+            x = layer(x, slope=following.slope if fuses else None, parts=parts, channels_last=channels_last)
             index += 2 if fuses else 1
         else:
-            x = layer(x)
+            x = convolve_channels_last(layer, x) if channels_last and is_convolution(layer) else layer(x)
             index += 1
     return x
+
+
+def is_convolution(layer):
+    return isinstance(layer, (nn.Conv, nn.ConvTranspose, ResizeConv))
+
+
+def convolve_channels_last(layer, x):
+    """A convolution layer of these nets on a (N, H, W, C) input, by jgan.bf16_conv."""
+    if isinstance(layer, ResizeConv):
+        return bf16_conv.conv_transpose2d(x, layer.transposed_kernel(), stride=2, padding=1, channels_last=True)
+    if isinstance(layer, nn.ConvTranspose):
+        return bf16_conv.conv_transpose2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                                          layer.output_padding, channels_last=True)
+    return bf16_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, channels_last=True)
+
+
+def channels_last():
+    """Whether the nets run channels-last now: while bfloat16 convolutions are on."""
+    return bf16_conv.enabled()
 
 
 class NearestUpsample(nn.Module):
@@ -82,8 +108,11 @@ class ResizeConv(nn.Sequential):
     def __init__(self, in_channels, out_channels):
         super().__init__(NearestUpsample(), nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False))
 
+    def transposed_kernel(self):
+        return subpixel_kernel(self[1].weight)
+
     def execute(self, x):
-        return nn.conv_transpose2d(x, subpixel_kernel(self[1].weight), stride=2, padding=1)
+        return nn.conv_transpose2d(x, self.transposed_kernel(), stride=2, padding=1)
 
 
 UPSAMPLERS = {"transposed": fractionally_strided_conv, "resize": ResizeConv}
@@ -161,6 +190,9 @@ class Generator(nn.Module):
             lecun_normal_init(self, projection)
 
     def execute(self, z):
+        if channels_last():
+            images = run_layers(self.main, z.reshape(z.shape[0], 1, 1, self.nz), channels_last=True)
+            return images.transpose(0, 3, 1, 2)
         return run_layers(self.main, z.reshape(z.shape[0], self.nz, 1, 1))
 
 
@@ -189,6 +221,8 @@ class Discriminator(nn.Module):
         return score_batches(self.score, images)
 
     def score(self, x, parts):
+        if channels_last():
+            return run_layers(self.main, x.transpose(0, 2, 3, 1), parts, channels_last=True).reshape(x.shape[0])
         return run_layers(self.main, x, parts).reshape(x.shape[0])
 
 
