@@ -6,7 +6,7 @@ for one call whether it takes it. `Route(backend).install()` puts it in front of
 convolution functions and modules (`nn.conv2d`, `nn.conv_transpose2d`, `nn.Conv`,
 `nn.ConvTranspose`); grouped and dilated convolutions, and those the backend declines, fall through
 to whatever was there before, so routes stack. jgan.gemm_conv (CUDA without cuDNN) and
-jgan.bf16_conv (bfloat16 products on the CPU) are the backends.
+jgan.onednn_conv (bfloat16 products on the CPU) are the backends.
 """
 from jittor import nn
 

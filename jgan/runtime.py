@@ -257,13 +257,13 @@ def device():
 
 def set_precision(precision):
     """Run Jittor's convolutions in float32 ("fp32") or with bfloat16 products ("bf16",
-    jgan.bf16_conv); refuses bf16 where it cannot run, in one sentence."""
-    from jgan import bf16_conv
-    problem = bf16_conv.check_supported() if precision == "bf16" else None
+    jgan.onednn_conv); refuses bf16 where it cannot run, in one sentence."""
+    from jgan import onednn_conv
+    problem = onednn_conv.check_supported() if precision == "bf16" else None
     if problem:
         from jgan.errors import ConfigError
         raise ConfigError(problem)
-    bf16_conv.enable(precision == "bf16")
+    onednn_conv.enable_bfloat16(precision == "bf16")
 
 
 def startup_line():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from jgan import bf16_conv, registry
+from jgan import onednn_conv, registry
 from jgan.config import load_config
 from jgan.errors import ConfigError
 from jgan.models import build_networks
@@ -156,8 +156,16 @@ PARITY_CASES = [(arch, None) for arch in ARCHS] + [("wgan-gp", "none")]
 PARITY_IDS = [arch if norm is None else f"{arch}-critic_norm-{norm}" for arch, norm in PARITY_CASES]
 
 
+@pytest.fixture(params=[True, False], ids=["channels_last", "channels_first"])
+def layout(request, monkeypatch):
+    """Each parity test with the nets' activations channels-last (oneDNN's primitives, as on this
+    CPU) and channels-first (Jittor's convolutions, as on CUDA or without oneDNN)."""
+    monkeypatch.setattr(dcgan_networks, "channels_last", lambda: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("arch,critic_norm", PARITY_CASES, ids=PARITY_IDS)
-def test_eval_mode_outputs_match_pytorch(arch, critic_norm):
+def test_eval_mode_outputs_match_pytorch(arch, critic_norm, layout):
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)
     for net in (jt_g, jt_d, th_g, th_d):
         net.eval()
@@ -169,7 +177,7 @@ def test_eval_mode_outputs_match_pytorch(arch, critic_norm):
 
 
 @pytest.mark.parametrize("arch,critic_norm", PARITY_CASES, ids=PARITY_IDS)
-def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic_norm):
+def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic_norm, layout):
     """Batch statistics agree; running_var differs only by Jittor's biased (n-1)/n estimate."""
     (jt_g, jt_d), (th_g, th_d) = paired_networks(arch, critic_norm)
     z, x = inputs()
@@ -182,15 +190,26 @@ def test_train_mode_outputs_and_batch_norm_statistics_match_pytorch(arch, critic
         assert_running_statistics(f"{arch} D", jt_d, th_d, d_sizes)
 
 
-# ----- channels-last under bfloat16 convolutions -------------------------------------------------
+# ----- channels-last activations (oneDNN's primitives) against channels-first ones (Jittor's) ---
 BF16_EPS = 2.0 ** -8
 
 
-@pytest.fixture
-def bf16_convolutions():
-    bf16_conv.enable(True)
-    yield
-    bf16_conv.enable(False)
+@pytest.fixture(params=["fp32", "bf16"])
+def precision(request):
+    """Each test with float32 convolutions and with bfloat16 ones."""
+    onednn_conv.enable_bfloat16(request.param == "bf16")
+    yield request.param
+    onednn_conv.enable_bfloat16(False)
+
+
+def fixed_weights(*networks):
+    """Every weight drawn again from a seeded generator, with its former mean and spread: the same nets
+    on every run (Jittor's initialisation does not follow jt.set_global_seed)."""
+    rng = np.random.RandomState(0)
+    for net in networks:
+        for value in net.parameters():
+            current = value.numpy()
+            value.assign(jt.array((current.mean() + current.std() * rng.randn(*current.shape)).astype(np.float32)))
 
 
 def outputs_and_gradients(g, d, z, x):
@@ -207,40 +226,46 @@ def outputs_and_gradients(g, d, z, x):
                                         ("dcgan", {"activation": "selu"}),
                                         ("dcgan", {"upsample": "resize", "critic_norm": "instance"})],
                          ids=["dcgan", "wgan-gp", "wganp", "dcgan-selu", "dcgan-resize-instance"])
-def test_with_bf16_convolutions_the_nets_run_channels_last_as_they_run_channels_first(
-        arch, model, bf16_convolutions, monkeypatch):
-    """Each convolution takes (N, H, W, C) activations, and every output, gradient and running
-    statistic equals the channels-first run's to bfloat16's precision (the layouts sum in different orders)."""
-    layouts = []
+def test_the_nets_run_channels_last_as_they_run_channels_first(arch, model, precision, monkeypatch):
+    """On this CPU each convolution takes (N, H, W, C) activations, with the precision's products.
+    In float32 every output, gradient and running statistic equals the channels-first run's (Jittor's
+    convolutions); in bfloat16 the scores and images do to bfloat16's precision (a gradient through
+    batch norm over 4 images magnifies the different rounding of two orders of summation; the
+    gradients of each convolution are held to PyTorch's in both layouts in tests/test_onednn_conv.py)."""
+    calls = []
     for name in ("conv2d", "conv_transpose2d"):
-        original = getattr(bf16_conv, name)
-        monkeypatch.setattr(bf16_conv, name, lambda *a, _f=original, **k: layouts.append(
-            k.get("channels_last", False)) or _f(*a, **k))
+        original = getattr(onednn_conv, name)
+        monkeypatch.setattr(onednn_conv, name, lambda *a, _f=original, **k: calls.append(
+            (k.get("channels_last", False), k.get("bfloat16", True))) or _f(*a, **k))
     z, x = inputs()
     g, d = nets(arch, **model)
+    fixed_weights(g, d)
     initial = [{name: value.numpy().copy() for name, value in net.state_dict().items()} for net in (g, d)]
-    last = outputs_and_gradients(g, d, z, x)
-    assert layouts and all(layouts), "a convolution ran channels-first"
+    last = {label: value.numpy() for label, value in outputs_and_gradients(g, d, z, x).items()}
+    assert calls and set(calls) == {(True, precision == "bf16")}, "a convolution ran channels-first or in the other precision"
     statistics = {name: value.numpy() for name, value in {**g.state_dict(), **d.state_dict()}.items()
                   if "running" in name}
     for net, state in zip((g, d), initial):
         net.load_state_dict(state)
     monkeypatch.setattr(dcgan_networks, "channels_last", lambda: False)
     first = outputs_and_gradients(g, d, z, x)
-    for label, value in first.items():
+    compared = first if precision == "fp32" else {k: first[k] for k in ("G(z)", "D(x)", "D(G(z))")}
+    tolerance = 4 * BF16_EPS if precision == "bf16" else 1e-5
+    for label, value in compared.items():
         want = value.numpy()
-        assert_close(f"{arch} {label}", last[label], want, atol=4 * BF16_EPS * max(np.abs(want).max(), 1e-6))
+        assert_close(f"{arch} {label}", last[label], want, atol=tolerance * max(np.abs(want).max(), 1e-6))
     for name, value in {**g.state_dict(), **d.state_dict()}.items():
         if "running" in name:
-            assert_close(f"{arch} {name}", statistics[name], value.numpy(), atol=1e-5)
+            assert_close(f"{arch} {name}", statistics[name], value.numpy(), atol=tolerance)
 
 
-def test_with_bf16_convolutions_a_generator_in_evaluation_mode_runs_channels_last(bf16_convolutions, monkeypatch):
+def test_a_generator_in_evaluation_mode_runs_channels_last_as_channels_first(precision, monkeypatch):
     """Evaluation uses the running statistics in either layout: samples, as generate.py draws them."""
     z, _ = inputs()
     g, _ = nets("dcgan")
+    fixed_weights(g)
     g(jt.array(z)).sync()          # running statistics away from their initial values
     g.eval()
     last = g(jt.array(z)).numpy()
     monkeypatch.setattr(dcgan_networks, "channels_last", lambda: False)
-    assert_close("G(z) eval", last, g(jt.array(z)).numpy(), atol=4 * BF16_EPS)
+    assert_close("G(z) eval", last, g(jt.array(z)).numpy(), atol=4 * BF16_EPS if precision == "bf16" else 1e-5)

@@ -165,10 +165,10 @@ def test_keep_prunes_to_the_newest_checkpoints_and_one_per_phase_and_resume_goes
 
 def test_precision_bf16_says_so_or_is_refused_where_the_cpu_cannot(tiny_lmdb, tmp_path):
     """On a CPU with bfloat16 instructions the run trains and says it; elsewhere one sentence, exit 2."""
-    from jgan import bf16_conv
+    from jgan import onednn_conv
     result = run_script("train.py", tiny_lmdb, "--arch", "wgan-gp", "--iters", 2, "--precision", "bf16", *SMALL,
                         cwd=tmp_path)
-    if bf16_conv.cpu_flags() & set(bf16_conv.BF16_FLAGS):
+    if onednn_conv.cpu_flags() & set(onednn_conv.BF16_FLAGS):
         assert "bf16 convolutions" in ok(result).stderr
         assert ckpt.load_checkpoint(tmp_path / "checkpoint" / "wgan-gp")["config"]["train"]["precision"] == "bf16"
     else:

@@ -233,13 +233,13 @@ def test_a_stage_sets_both_learning_rates_and_the_batch_from_its_images_on(tmp_p
 
 def test_a_bf16_run_makes_the_updates_of_a_float32_run_to_bfloat16s_precision(tmp_path, monkeypatch):
     """WGAN-GP (its penalty differentiates the critic's convolutions twice), two iterations each."""
-    from jgan import bf16_conv, runtime
-    monkeypatch.setattr(bf16_conv, "cpu_flags", lambda: {"amx_bf16"})   # runs, if slower, on any CPU
+    from jgan import onednn_conv, runtime
+    monkeypatch.setattr(onednn_conv, "cpu_flags", lambda: {"amx_bf16"})   # runs, if slower, on any CPU
     updates = {}
     try:
         for precision in ("fp32", "bf16"):
             t = trainer("wgan-gp", tmp_path / precision, {"train": {"precision": precision}})
-            assert bf16_conv.enabled() == (precision == "bf16")
+            assert onednn_conv.bfloat16_enabled() == (precision == "bf16")
             before = np.concatenate([p.numpy().ravel() for p in t.model.generator.parameters()])
             run_iterations(t, 2)
             updates[precision] = np.concatenate([p.numpy().ravel() for p in t.model.generator.parameters()]) - before

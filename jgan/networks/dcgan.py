@@ -7,17 +7,17 @@ WGANP replaces the fractionally-strided convolutions by resize-convolutions (Ode
 `activation="selu"` replaces every normalisation and (leaky) ReLU of both nets by SELU
 (Klambauer et al. 2017) with LeCun-normal weights, as "Deep learning with cats" trains DCGAN.
 
-With bfloat16 convolutions (jgan.bf16_conv enabled) both nets keep their activations
-channels-last, (N, H, W, C), from the first layer to the last: oneDNN's bfloat16 primitives work
-in that layout, so no convolution pays for a conversion of layout on the way in or out (README,
-"bfloat16 convolutions"). Images go in and out (N, C, H, W) either way.
+On the CPU with oneDNN, both nets keep their activations channels-last, (N, H, W, C), from the
+first layer to the last, and convolve them with jgan.onednn_conv (bfloat16 products where they are
+enabled): oneDNN's primitives compute in that layout, so no convolution pays for a conversion of
+layout on the way in or out (README, "Speed"). Images go in and out (N, C, H, W) either way.
 """
 import math
 
 import jittor as jt
 from jittor import nn
 
-from jgan import bf16_conv
+from jgan import onednn_conv
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
 from jgan.batching import score_batches
@@ -79,18 +79,19 @@ def is_convolution(layer):
 
 
 def convolve_channels_last(layer, x):
-    """A convolution layer of these nets on a (N, H, W, C) input, by jgan.bf16_conv."""
+    """A convolution layer of these nets on a (N, H, W, C) input, by jgan.onednn_conv."""
+    layout = {"channels_last": True, "bfloat16": onednn_conv.bfloat16_enabled()}
     if isinstance(layer, ResizeConv):
-        return bf16_conv.conv_transpose2d(x, layer.transposed_kernel(), stride=2, padding=1, channels_last=True)
+        return onednn_conv.conv_transpose2d(x, layer.transposed_kernel(), stride=2, padding=1, **layout)
     if isinstance(layer, nn.ConvTranspose):
-        return bf16_conv.conv_transpose2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
-                                          layer.output_padding, channels_last=True)
-    return bf16_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, channels_last=True)
+        return onednn_conv.conv_transpose2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                                            layer.output_padding, **layout)
+    return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, **layout)
 
 
 def channels_last():
-    """Whether the nets run channels-last now: while bfloat16 convolutions are on."""
-    return bf16_conv.enabled()
+    """Whether the nets run channels-last now (on the CPU with oneDNN)."""
+    return onednn_conv.channels_last_available()
 
 
 class NearestUpsample(nn.Module):

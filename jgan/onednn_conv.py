@@ -1,19 +1,27 @@
-"""Convolutions with bfloat16 products and float32 sums on the CPU (`train.precision: bf16`).
+"""Convolutions as oneDNN primitives called directly on the CPU: bfloat16 or float32 operands,
+channels-first or channels-last activations.
 
-On a CPU with bfloat16 instructions (Intel AMX or AVX-512 BF16), oneDNN multiplies bfloat16 values
-several times faster than float32 ones and adds the products in float32. Here each convolution,
-and each of its two gradients, is one oneDNN primitive that reads float32 tensors, rounds its two
-operands to bfloat16 (8 bits of mantissa) and writes a float32 result: mixed precision as GPUs
-train with it, for the convolutions only. Weights, optimiser moments, normalisation and every
-other op stay float32. The three primitives (forward, backward data, backward weights) are each
-other's adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them. Where
-oneDNN's bfloat16 gradient primitives are slow (many output channels, or a one-pixel output), a
-gradient is instead one bfloat16 matrix product: the weight gradient of the output gradient and the
-columns (im2col) of the input, the data gradient of the weights and the output gradient, summed
-back into the image (col2im); the same products, summed in float32.
+bfloat16 (`train.precision: bf16`): on a CPU with bfloat16 instructions (Intel AMX or AVX-512
+BF16), oneDNN multiplies bfloat16 values several times faster than float32 ones and adds the
+products in float32. Each convolution, and each of its two gradients, is then one oneDNN
+primitive that reads float32 tensors, rounds its two operands to bfloat16 (8 bits of mantissa) and
+writes a float32 result: mixed precision as GPUs train with it, for the convolutions only. Weights,
+optimiser moments, normalisation and every other op stay float32. Where oneDNN's bfloat16
+gradient primitives are slow (many output channels, or a one-pixel output), a gradient is instead
+one bfloat16 matrix product: the weight gradient of the output gradient and the columns (im2col)
+of the input, the data gradient of the weights and the output gradient, summed back into the
+image (col2im); the same products, summed in float32. `enable_bfloat16(True)` routes Jittor's
+convolutions (see jgan.conv_route) through these; `check_supported()` says in one sentence why
+they cannot run here, if they cannot.
 
-`enable(True)` routes Jittor's convolutions (see jgan.conv_route) through these on the CPU;
-`check_supported()` says in one sentence why they cannot run here, if they cannot.
+Channels-last (N, H, W, C) activations are the layout oneDNN's primitives compute in, so a network
+that keeps its activations so between layers (the DCGAN family's, jgan.networks.dcgan) pays no
+conversion of layout into and out of each call; Jittor's own convolutions take (N, C, H, W) only.
+Such a network calls conv2d and conv_transpose2d here directly, with float32 operands unless
+bfloat16 is enabled.
+
+In every case the three primitives (forward, backward data, backward weights) are each other's
+adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them.
 """
 import sys
 from collections import namedtuple
@@ -29,7 +37,7 @@ _HEADER = r"""
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
-namespace jgan_bf16 {
+namespace jgan_onednn {
 using namespace dnnl;
 using tag = memory::format_tag;
 using dt = memory::data_type;
@@ -37,22 +45,31 @@ using dt = memory::data_type;
 inline engine& cpu() { static engine e(engine::kind::cpu, 0); return e; }
 
 // x (N, C, H, W) convolved with w (O, C, KH, KW) into y (N, O, OH, OW): the dimensions in that
-// order, whatever the layout; x and y channels-last, (N, H, W, C), where nhwc
+// order, whatever the layout; x and y channels-last, (N, H, W, C), where nhwc; the products'
+// operands of type `operand` (bf16 or f32)
 struct Geometry {
     memory::dims x, w, y, stride, pad_l, pad_r;
     bool nhwc;
+    dt operand;
     memory::desc activation(const memory::dims& d) const { return {d, dt::f32, nhwc ? tag::acdb : tag::abcd}; }
     memory::desc x_desc() const { return activation(x); }
     memory::desc w_desc() const { return {w, dt::f32, tag::abcd}; }
     memory::desc y_desc() const { return activation(y); }
 };
 
-inline Geometry geometry(memory::dims x, memory::dims w, memory::dims y, int sh, int sw, int ph, int pw, bool nhwc) {
+inline Geometry geometry(memory::dims x, memory::dims w, memory::dims y, int sh, int sw, int ph, int pw, bool nhwc,
+                         bool bf16) {
     return {x, w, y, {sh, sw}, {ph, pw},
-            {(y[2] - 1) * sh + w[2] - x[2] - ph, (y[3] - 1) * sw + w[3] - x[3] - pw}, nhwc};
+            {(y[2] - 1) * sh + w[2] - x[2] - ph, (y[3] - 1) * sw + w[3] - x[3] - pw}, nhwc, bf16 ? dt::bf16 : dt::f32};
 }
 
 inline memory::desc any(const memory::dims& d, dt type) { return {d, type, tag::any}; }
+
+// an activation's layout in the primitive: the primitive's choice, or channels-last where the
+// tensors are (else oneDNN's float32 primitives choose a blocked layout and convert to it)
+inline memory::desc activation_choice(const Geometry& g, const memory::dims& d, dt type) {
+    return g.nhwc ? memory::desc(d, type, tag::acdb) : any(d, type);
+}
 
 // the float32 tensor at p (laid out as `user` says) as the primitive wants it: itself, or a converted copy
 inline memory operand(float* p, const memory::desc& user_desc, const memory::desc& want, stream& s) {
@@ -82,8 +99,8 @@ inline void execute(const typename Op::primitive_desc& pd, int a_arg, float* a, 
 }
 
 inline convolution_forward::primitive_desc forward_pd(const Geometry& g, dt result) {
-    return {{prop_kind::forward_training, algorithm::convolution_direct, any(g.x, dt::bf16), any(g.w, dt::bf16),
-             any(g.y, result), g.stride, g.pad_l, g.pad_r}, cpu()};
+    return {{prop_kind::forward_training, algorithm::convolution_direct, activation_choice(g, g.x, g.operand),
+             any(g.w, g.operand), activation_choice(g, g.y, result), g.stride, g.pad_l, g.pad_r}, cpu()};
 }
 
 inline void forward(const Geometry& g, float* x, float* w, float* y) {
@@ -94,18 +111,18 @@ inline void forward(const Geometry& g, float* x, float* w, float* y) {
 // a gradient primitive of the convolution, with x, w and y of these types
 template <class Op>
 inline typename Op::primitive_desc gradient_pd(const Geometry& g, dt x, dt w, dt y) {
-    return {{algorithm::convolution_direct, any(g.x, x), any(g.w, w), any(g.y, y), g.stride, g.pad_l, g.pad_r},
-            cpu(), forward_pd(g, dt::bf16)};
+    return {{algorithm::convolution_direct, activation_choice(g, g.x, x), any(g.w, w), activation_choice(g, g.y, y),
+             g.stride, g.pad_l, g.pad_r}, cpu(), forward_pd(g, g.operand)};
 }
 
 inline void backward_data(const Geometry& g, float* dy, float* w, float* dx) {
-    execute<convolution_backward_data>(gradient_pd<convolution_backward_data>(g, dt::f32, dt::bf16, dt::bf16),
+    execute<convolution_backward_data>(gradient_pd<convolution_backward_data>(g, dt::f32, g.operand, g.operand),
                                        DNNL_ARG_DIFF_DST, dy, g.y_desc(), DNNL_ARG_WEIGHTS, w, g.w_desc(),
                                        DNNL_ARG_DIFF_SRC, dx, g.x_desc());
 }
 
 inline void backward_weights(const Geometry& g, float* x, float* dy, float* dw) {
-    execute<convolution_backward_weights>(gradient_pd<convolution_backward_weights>(g, dt::bf16, dt::f32, dt::bf16),
+    execute<convolution_backward_weights>(gradient_pd<convolution_backward_weights>(g, g.operand, dt::f32, g.operand),
                                           DNNL_ARG_SRC, x, g.x_desc(), DNNL_ARG_DIFF_DST, dy, g.y_desc(),
                                           DNNL_ARG_DIFF_WEIGHTS, dw, g.w_desc());
 }
@@ -292,8 +309,8 @@ inline void backward_data_by_product(const Geometry& g, float* dy, float* w, flo
 _ROLES = {"forward": ("x", "w", "y"), "backward_data": ("y", "w", "x"), "backward_weights": ("x", "y", "w")}
 
 # x, w and y: the shapes (N, C, H, W), (O, C, KH, KW), (N, O, OH, OW), whatever the layout; x and y
-# are laid out (N, H, W, C) where channels_last
-Geometry = namedtuple("Geometry", "x w y stride padding channels_last", defaults=(False,))
+# are laid out (N, H, W, C) where channels_last; the products' operands are bfloat16 or float32
+Geometry = namedtuple("Geometry", "x w y stride padding channels_last bfloat16", defaults=(False, True))
 
 
 # the fewest output channels from which a gradient runs as a matrix product (see by_product)
@@ -304,8 +321,9 @@ def by_product(kind, geometry):
     """Whether a gradient runs as one matrix product over the columns of x (im2col, or col2im for
     the data gradient) rather than as oneDNN 2.6's bfloat16 primitive, which is slow where the
     output channels are many or the output is one pixel (a dense layer); elsewhere laying out the
-    columns costs more than the product saves (README, "bfloat16 convolutions")."""
-    if kind not in PRODUCT_OUTPUTS:
+    columns costs more than the product saves (README, "bfloat16 convolutions"). float32 gradients
+    always take the primitives."""
+    if not geometry.bfloat16 or kind not in PRODUCT_OUTPUTS:
         return False
     outputs, pixels = geometry.w[0], geometry.y[2] * geometry.y[3]
     return outputs >= PRODUCT_OUTPUTS[kind] or (outputs >= 64 and pixels == 1)
@@ -322,12 +340,12 @@ def _logical(tensor, name, geometry):
 
 
 def _source(kind, geometry):
-    """The kernel's C++ body: shapes at run time, stride, padding and layout in the source."""
+    """The kernel's C++ body: shapes at run time, stride, padding, layout and operand type in the source."""
     tensors = {name: ("in0", "in1", "out0")[_ROLES[kind].index(name)] for name in "xwy"}
     dims = [_logical(tensors[name], name, geometry) for name in "xwy"]
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
-    return (f"jgan_bf16::{_function(kind, geometry)}(jgan_bf16::geometry({', '.join(dims)}, {sh}, {sw}, {ph}, "
-            f"{pw}, {str(geometry.channels_last).lower()}), in0_p, in1_p, out0_p);")
+    return (f"jgan_onednn::{_function(kind, geometry)}(jgan_onednn::geometry({', '.join(dims)}, {sh}, {sw}, {ph}, "
+            f"{pw}, {str(geometry.channels_last).lower()}, {str(geometry.bfloat16).lower()}), in0_p, in1_p, out0_p);")
 
 
 def _layout(shape, geometry):
@@ -374,8 +392,9 @@ def _with_bias(y, bias, channels_last):
     return y + bias.broadcast(y.shape, [0, 1, 2] if channels_last else [0, 2, 3])
 
 
-def _geometry(x_shape, w_shape, y_shape, stride, padding, channels_last):
-    return Geometry(tuple(x_shape), tuple(w_shape), tuple(y_shape), pair(stride), pair(padding), channels_last)
+def _geometry(x_shape, w_shape, y_shape, stride, padding, channels_last, bfloat16):
+    return Geometry(tuple(x_shape), tuple(w_shape), tuple(y_shape), pair(stride), pair(padding), channels_last,
+                    bfloat16)
 
 
 def _output_size(size, kernel, stride, padding):
@@ -388,27 +407,28 @@ def _dims(x, channels_last):
     return (n, rest[2], rest[0], rest[1]) if channels_last else tuple(x.shape)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, channels_last=False):
-    """nn.conv2d(x, weight, bias, stride, padding) with bfloat16 products; x and the result (N, H, W, C)
-    where channels_last (the weight stays (O, C, KH, KW))."""
+def conv2d(x, weight, bias=None, stride=1, padding=0, channels_last=False, bfloat16=True):
+    """nn.conv2d(x, weight, bias, stride, padding) with bfloat16 products (float32 ones where not
+    bfloat16); x and the result (N, H, W, C) where channels_last (the weight stays (O, C, KH, KW))."""
     (sh, sw), (ph, pw) = pair(stride), pair(padding)
     x_shape = _dims(x, channels_last)
     n, _, h, w = x_shape
     out_channels, _, kh, kw = weight.shape
     y_shape = (n, out_channels, _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw))
-    geometry = _geometry(x_shape, weight.shape, y_shape, stride, padding, channels_last)
+    geometry = _geometry(x_shape, weight.shape, y_shape, stride, padding, channels_last, bfloat16)
     return _with_bias(_apply("forward", geometry, x, weight), bias, channels_last)
 
 
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, channels_last=False):
-    """nn.conv_transpose2d(x, weight, bias, stride, padding, output_padding) with bfloat16 products:
-    the data gradient of the convolution it transposes. Channels-last as conv2d."""
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, channels_last=False,
+                     bfloat16=True):
+    """nn.conv_transpose2d(x, weight, bias, stride, padding, output_padding): the data gradient of the
+    convolution it transposes. Products and layout as conv2d."""
     (sh, sw), (ph, pw), (qh, qw) = pair(stride), pair(padding), pair(output_padding)
     x_shape = _dims(x, channels_last)
     n, _, h, w = x_shape
     _, out_channels, kh, kw = weight.shape
     out_shape = (n, out_channels, (h - 1) * sh - 2 * ph + kh + qh, (w - 1) * sw - 2 * pw + kw + qw)
-    geometry = _geometry(out_shape, weight.shape, x_shape, stride, padding, channels_last)
+    geometry = _geometry(out_shape, weight.shape, x_shape, stride, padding, channels_last, bfloat16)
     return _with_bias(_apply("backward_data", geometry, x, weight), bias, channels_last)
 
 
@@ -455,7 +475,7 @@ def check_supported():
     return None
 
 
-def enable(on):
+def enable_bfloat16(on):
     """Route Jittor's CPU convolutions through bfloat16 primitives (True) or give them back (False)."""
     if on:
         ROUTE.install()
@@ -463,5 +483,12 @@ def enable(on):
         ROUTE.uninstall()
 
 
-def enabled():
+def bfloat16_enabled():
     return bool(ROUTE.originals)
+
+
+def channels_last_available():
+    """Whether a network may keep its activations channels-last and convolve them here: on the CPU,
+    with oneDNN active."""
+    from jgan import runtime
+    return not jt.flags.use_cuda and runtime.onednn_active()
