@@ -330,8 +330,7 @@ class _GroupDot(jt.Function):
 
 
 class _GroupSquareSum(jt.Function):
-    """Sum over each group of x^2; its adjoint scales 2 x by the group's gradient (a group_affine,
-    multi-threaded, where Jittor's broadcast product runs on one thread)."""
+    """Sum over each group of x^2; its adjoint scales 2 x by the group's gradient."""
 
     def __init__(self, per_channel, channels_last, x):
         self.per_channel, self.channels_last, self.x = per_channel, channels_last, x
@@ -341,7 +340,7 @@ class _GroupSquareSum(jt.Function):
         return _group_reduce([x], "in0_p[k] * in0_p[k]", self.per_channel, self.channels_last)
 
     def grad(self, grad):
-        return group_affine(self.x, 2 * grad, None, self.per_channel, channels_last=self.channels_last)
+        return self.x * (2 * grad).broadcast(self.shape, _spread_axes(self.per_channel, self.channels_last))
 
 
 class _GroupAffine(jt.Function):
@@ -380,7 +379,8 @@ class _GroupAffine(jt.Function):
         shift_grad = group_sum(grad, self.per_channel, self.channels_last) if self.has_shift else None
         if self.scale is None:
             return grad, None, shift_grad
-        return (group_affine(grad, self.scale, None, self.per_channel, channels_last=self.channels_last),
+        axes = _spread_axes(self.per_channel, self.channels_last)
+        return (grad * self.scale.broadcast(grad.shape, axes),
                 group_dot(grad, self.x, self.per_channel, self.channels_last), shift_grad)
 
 
