@@ -18,8 +18,8 @@ from jgan.kernels import group_affine, group_square_sum, group_sum, leaky_relu
 
 def moments(x, per_channel, channels_last=False):
     """(E[x], E[x^2]) over each channel, (C,), or each feature map, (N, C), of x."""
-    batch, height, width = (x.shape[0], *(x.shape[1:3] if channels_last else x.shape[2:]))
-    count = (batch if per_channel else 1) * height * width
+    height, width = x.shape[1:3] if channels_last else x.shape[2:]
+    count = (x.shape[0] if per_channel else 1) * height * width
     return (group_sum(x, per_channel, channels_last) / count,
             group_square_sum(x, per_channel, channels_last) / count)
 

@@ -292,14 +292,12 @@ inline void backward_data_by_product(const Geometry& g, float* dy, float* w, flo
     const long count = z.outputs * z.depth;
     #pragma omp parallel for
     for (long i = 0; i < count; i++) wb[i] = bfloat16(w[i]);
-    if (g.nhwc) {
-        memory columns({{z.rows, z.depth}, dt::f32, tag::ab}, cpu());
+    memory columns(g.nhwc ? memory::desc({z.rows, z.depth}, dt::f32, tag::ab)
+                          : memory::desc({z.depth, z.rows}, dt::f32, tag::ab), cpu());
+    if (g.nhwc)
         multiply(by_output(z, g, dy), weights, columns);
-        sum_columns(z, g, static_cast<const float*>(columns.get_data_handle()), dx);
-        return;
-    }
-    memory columns({{z.depth, z.rows}, dt::f32, tag::ab}, cpu());
-    multiply(memory({{z.depth, z.outputs}, dt::bf16, tag::ba}, cpu(), wb), by_output(z, g, dy), columns);
+    else
+        multiply(memory({{z.depth, z.outputs}, dt::bf16, tag::ba}, cpu(), wb), by_output(z, g, dy), columns);
     sum_columns(z, g, static_cast<const float*>(columns.get_data_handle()), dx);
 }
 }
