@@ -263,6 +263,7 @@ def rows_of(args):
 # ----- end to end: train.py against the PyTorch reference loop ----------------------------------
 E2E_STEPS = (10, 40)     # the two run lengths (steps) of every arch; their difference removes start-up
 E2E_QUICK = {"archs": ("dcgan", "wgan-gp", "stylegan"), "steps": (5, 15)}
+E2E_WARMUP_STEPS = 1     # an untimed run per side first: Jittor compiles its kernels into the cache on first use
 E2E_COLUMNS = (("arch", "{:<8}", "arch"), ("size", "{:>4}", "px"), ("batch", "{:>5}", "batch"),
                ("steps", "{:>7}", "steps"), ("side", "{:<5}", "side"), ("images_per_s", "{:>7.1f}", "img/s"),
                ("speedup", "{:>7.2f}", "speedup"), ("fixed_s", "{:>7.1f}", "fixed s"),
@@ -405,10 +406,12 @@ def e2e_launcher(side, plan, folder, args):
 
 
 def e2e_row(arch, args, device, folder):
-    """Both sides of one arch, each run at both lengths `args.repeats` times, alternating which
-    side goes first; returns the arch's JSON object."""
+    """Both sides of one arch after an untimed warm-up run each, then each run at both lengths
+    `args.repeats` times, alternating which side goes first; returns the arch's JSON object."""
     plan = e2e_plan(arch, args, device)
     launchers = {side: e2e_launcher(side, plan, folder, args) for side in ("jgan", "torch")}
+    for launch in launchers.values():
+        launch(E2E_WARMUP_STEPS)
     runs = {"jgan": {}, "torch": {}}
     turn = 0
     for _ in range(args.repeats):

@@ -106,6 +106,29 @@ def test_speedup_is_the_reference_time_over_jgan_time_and_the_table_has_its_colu
     assert len(jgan_line) == len(torch_line) == len(bench.header(bench.E2E_COLUMNS))
 
 
+def test_each_side_runs_untimed_once_before_the_timed_runs(monkeypatch):
+    """On a fresh machine jgan's first run compiles its kernels: that run must not be a timed one."""
+    calls = []
+
+    def fake_launcher(side, plan, folder, args):
+        def launch(steps):
+            calls.append((side, steps))
+            return {}
+        return launch
+
+    monkeypatch.setattr(bench, "e2e_launcher", fake_launcher)
+    monkeypatch.setattr(bench, "e2e_plan", lambda arch, args, device: {
+        "arch": arch, "size": 64, "batch": 64, "device": "cpu", "precision": "fp32",
+        "config": {"train": {"sample_every": 500, "ckpt_every": 2000}}})
+    args = bench.build_parser().parse_args(["--e2e"])
+    args.steps, args.repeats = (5, 15), 2
+    row = bench.e2e_row("dcgan", args, "cpu", Path("."))
+    warmup = [("jgan", bench.E2E_WARMUP_STEPS), ("torch", bench.E2E_WARMUP_STEPS)]
+    assert sorted(calls[:2]) == warmup, calls
+    assert sorted(calls[2:]) == sorted([(side, n) for side in ("jgan", "torch") for n in (5, 15)] * 2), calls
+    assert [run["steps"] for run in row["jgan"]["runs"]] == [5, 15], "the warm-up run is not one of the timed"
+
+
 def test_a_long_run_no_slower_than_the_short_one_has_no_speed():
     clock = FakeClock()
     runs = {side: {5: [fake_run(clock, 5, 10.0, 0.2, {})], 15: [fake_run(clock, 15, 7.0, 0.2, {})]}
