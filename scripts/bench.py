@@ -262,7 +262,10 @@ def rows_of(args):
 
 # ----- end to end: train.py against the PyTorch reference loop ----------------------------------
 E2E_STEPS = (10, 40)     # the two run lengths (steps) of every arch; their difference removes start-up
-E2E_QUICK = {"archs": ("dcgan", "wgan-gp", "stylegan"), "steps": (5, 15)}
+# --e2e --quick: a fixed-size net, a penalty with 5 critic steps, a progressive styled one, with run
+# lengths whose difference is about 30 s of steps on 2 cores (shorter ones drown in start-up noise)
+E2E_QUICK = {"dcgan": (5, 35), "wgan-gp": (3, 11), "stylegan": (10, 110)}
+E2E_QUICK_STEPS = (5, 15)  # the run lengths of another arch with --quick
 E2E_WARMUP_STEPS = 1     # an untimed run per side first: Jittor compiles its kernels into the cache on first use
 E2E_COLUMNS = (("arch", "{:<8}", "arch"), ("size", "{:>4}", "px"), ("batch", "{:>5}", "batch"),
                ("steps", "{:>7}", "steps"), ("side", "{:<5}", "side"), ("images_per_s", "{:>7.1f}", "img/s"),
@@ -405,6 +408,20 @@ def e2e_launcher(side, plan, folder, args):
     return launch
 
 
+def e2e_steps(arch, args):
+    """(short, long) run lengths of one arch: --steps, else the --quick table's, else E2E_STEPS."""
+    if args.steps:
+        return tuple(args.steps)
+    return E2E_QUICK.get(arch, E2E_QUICK_STEPS) if args.quick else E2E_STEPS
+
+
+def e2e_steps_description(args):
+    if args.steps or not args.quick:
+        short, long = e2e_steps(None, args)
+        return f"{short} and {long} steps"
+    return "; ".join(f"{arch} {'/'.join(map(str, e2e_steps(arch, args)))} steps" for arch in args.archs)
+
+
 def e2e_row(arch, args, device, folder):
     """Both sides of one arch after an untimed warm-up run each, then each run at both lengths
     `args.repeats` times, alternating which side goes first; returns the arch's JSON object."""
@@ -415,7 +432,7 @@ def e2e_row(arch, args, device, folder):
     runs = {"jgan": {}, "torch": {}}
     turn = 0
     for _ in range(args.repeats):
-        for steps in args.steps:
+        for steps in e2e_steps(arch, args):
             for side in ("jgan", "torch") if turn % 2 == 0 else ("torch", "jgan"):
                 runs[side].setdefault(steps, []).append(timed_run(launchers[side], steps))
             turn += 1
@@ -470,7 +487,7 @@ def second_domain(lmdb, folder):
 def e2e_main(args):
     device = e2e_device(args.device)
     print(f"bench: --e2e: train.py and the PyTorch loop at each preset's size and batch, {args.threads} "
-          f"threads each, {args.steps[0]} and {args.steps[1]} steps, {args.repeats} time(s), on {device}",
+          f"threads each, {e2e_steps_description(args)}, {args.repeats} time(s), on {device}",
           file=sys.stderr)
     warn_if_loaded()
     print(header(E2E_COLUMNS), flush=True)
@@ -501,7 +518,7 @@ def build_parser():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--archs", nargs="+", choices=registry.names(),
                         help=f"architectures (default: {' '.join(ITERATION_ARCHS)}; with --e2e every registered "
-                             f"one, {' '.join(E2E_QUICK['archs'])} with --e2e --quick)")
+                             f"one, {' '.join(E2E_QUICK)} with --e2e --quick)")
     parser.add_argument("--sizes", nargs="+", type=int,
                         help=f"image sizes of every arch (default: progressive archs such as stylegan "
                              f"{PROGRESSIVE_SIZES}, the DCGAN family {FIXED_SIZES})")
@@ -534,8 +551,9 @@ def build_parser():
                              "size and batch, and break jgan's time down (needs --lmdb)")
     parser.add_argument("--steps", nargs=2, type=int, metavar=("SHORT", "LONG"),
                         help=f"with --e2e: the two run lengths whose difference removes start-up (default "
-                             f"{E2E_STEPS[0]} {E2E_STEPS[1]}, {E2E_QUICK['steps'][0]} {E2E_QUICK['steps'][1]} "
-                             f"with --quick)")
+                             f"{E2E_STEPS[0]} {E2E_STEPS[1]}; with --quick "
+                             f"{', '.join(f'{arch} {short} {long}' for arch, (short, long) in E2E_QUICK.items())}, "
+                             f"others {E2E_QUICK_STEPS[0]} {E2E_QUICK_STEPS[1]})")
     parser.add_argument("--lmdb", default="lmdb", help="data for --mpi and --e2e (made by prepare_data.py)")
     parser.add_argument("--worker", choices=("jgan", "torch", "e2e-jgan", "e2e-torch"), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
@@ -639,8 +657,7 @@ def main(argv=None):
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
     if args.e2e:
-        args.archs = args.archs or list(E2E_QUICK["archs"] if args.quick else registry.names())
-        args.steps = args.steps or (E2E_QUICK["steps"] if args.quick else E2E_STEPS)
+        args.archs = args.archs or list(E2E_QUICK if args.quick else registry.names())
         args.repeats = args.repeats or 1
         return e2e_main(args)
     args.archs = args.archs or list(ITERATION_ARCHS)

@@ -141,7 +141,7 @@ class StyledGenerator(nn.Module):
         latents = list(input) if isinstance(input, (list, tuple)) else [input]
         self._check_inputs(latents, level)
         batch = latents[0].shape[0]
-        styles = [self.style(z) for z in latents]
+        styles = self.map_latents(latents)
         truncated = styles if mean_style is None else [
             mean_style + style_weight * (s - mean_style) for s in styles]
         cutoff = level + 1 if truncation_cutoff is None else truncation_cutoff
@@ -158,6 +158,15 @@ class StyledGenerator(nn.Module):
         if fades_in(alpha, level):
             image = lerp(upsample_nearest_2x(self.to_rgb[level - 1](previous)), image, alpha)
         return image
+
+    def map_latents(self, latents):
+        """[w] of each z in `latents`, all through the mapping network in one pass (it maps each
+        row on its own, so this is the same maths with half the layer calls for two latents)."""
+        if len(latents) == 1:
+            return [self.style(latents[0])]
+        batch = latents[0].shape[0]
+        w = self.style(jt.concat(latents, dim=0))
+        return [w[i * batch:(i + 1) * batch] for i in range(len(latents))]
 
     @staticmethod
     def _block_style(styles, index, mixing_range, crossover):
