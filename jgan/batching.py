@@ -34,3 +34,9 @@ def score_batches(score, batches):
     if one_pass(batches):
         return tuple(split_parts(score(jt.concat(list(batches), 0), len(batches)), len(batches)))
     return tuple(score(x, 1) for x in batches)
+
+
+def apply_per_sample(net, batches):
+    """net(x) of each of `batches` for a net that treats every sample on its own (no batch
+    statistics), in one pass when that is faster: a tuple with the output of each batch."""
+    return score_batches(lambda x, parts: net(x), batches)

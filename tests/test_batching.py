@@ -104,3 +104,26 @@ def test_a_critic_of_a_discriminator_scores_a_pair_in_one_call(monkeypatch):
     d_real, d_fake = Critic.of(discriminator).pair(real, fake)
     assert calls == [2], "real and fake were not scored in one pass"
     assert_close("pair vs separate scores", d_real, discriminator(real), 1e-6)
+
+
+def test_a_generator_of_per_sample_layers_maps_two_batches_in_one_pass_as_in_two(monkeypatch):
+    """CycleGAN's generators (instance norm): each batch's output and the gradients of a loss over
+    both equal those of separate calls, and the net is called once."""
+    monkeypatch.setattr(batching, "ONE_PASS_MAX_IMAGES", 8)
+    jt.set_global_seed(0)
+    generator, _ = build_networks("cyclegan", {"size": 32, "ngf": 4, "ndf": 4, "blocks": 1})
+    a, b = images(1, 32, batch=2), images(2, 32, batch=2)
+    calls = []
+
+    def counted(x):
+        calls.append(x.shape[0])
+        return generator(x)
+    one = batching.apply_per_sample(counted, [a, b])
+    assert calls == [4], calls
+    two = (generator(a), generator(b))
+    weights = generator.parameters()
+    for label, (x, y) in {"first batch": (one[0], two[0]), "second batch": (one[1], two[1])}.items():
+        assert_close(f"{label} output", x, y, 1e-5)
+    loss = lambda out: (out[0] * out[0]).mean() - 2 * out[1].mean()
+    for k, (g1, g2) in enumerate(zip(jt.grad(loss(one), weights), jt.grad(loss(two), weights))):
+        assert_close(f"gradient {k}", g1, g2, 1e-5 * max(1.0, np.abs(g2.numpy()).max()))

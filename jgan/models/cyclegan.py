@@ -10,6 +10,7 @@ earlier translations. The learning rate stays constant, then decays linearly to 
 import jittor as jt
 import numpy as np
 
+from jgan.batching import apply_per_sample
 from jgan.models.base import GANModel, evaluation_mode
 from jgan.networks import cyclegan
 from jgan.optim import build_optimizer
@@ -126,8 +127,20 @@ class CycleGANModel(GANModel):
         for optimizer, lr in self.learning_rates.items():
             optimizer.lr = lr * factor
 
-    def generator_loss(self, real_a, real_b, fake_a, fake_b):
+    def translations(self, real_a, real_b):
+        """(G_ba(b), G_ab(a), G_ba(a), G_ab(b)), the last two (for the identity term) None when it is off.
+
+        Each generator's two batches share a pass where that is faster (jgan.batching): instance
+        norm treats each image on its own, so the outputs are those of separate calls."""
+        if not self.identity_weight:
+            return self.generator_ba(real_b), self.generator_ab(real_a), None, None
+        fake_b, identity_b = apply_per_sample(self.generator_ab, [real_a, real_b])
+        fake_a, identity_a = apply_per_sample(self.generator_ba, [real_b, real_a])
+        return fake_a, fake_b, identity_a, identity_b
+
+    def generator_loss(self, real_a, real_b, translations):
         """(L_G, logged terms): LSGAN terms of both translations, cycle and identity L1."""
+        fake_a, fake_b, identity_a, identity_b = translations
         adversarial = least_squares(self.discriminator_b(fake_b), 1.0) + \
             least_squares(self.discriminator_a(fake_a), 1.0)
         cycle = mean_absolute_error(self.generator_ba(fake_b), real_a) + \
@@ -135,8 +148,7 @@ class CycleGANModel(GANModel):
         loss = adversarial + self.cycle_weight * cycle
         terms = {"g_adversarial": adversarial, "cycle": cycle}
         if self.identity_weight:
-            identity = mean_absolute_error(self.generator_ab(real_b), real_b) + \
-                mean_absolute_error(self.generator_ba(real_a), real_a)
+            identity = mean_absolute_error(identity_b, real_b) + mean_absolute_error(identity_a, real_a)
             loss = loss + self.identity_weight * identity
             terms["identity"] = identity
         return loss, terms
@@ -153,8 +165,9 @@ class CycleGANModel(GANModel):
         self.decay_learning_rate(context.step)
         real_a, real_b = next(batches["a"]), next(batches["b"])
         self.remember_samples(real_a, real_b)
-        fake_b, fake_a = self.generator_ab(real_a), self.generator_ba(real_b)
-        g_loss, g_terms = self.generator_loss(real_a, real_b, fake_a, fake_b)
+        translations = self.translations(real_a, real_b)
+        fake_a, fake_b = translations[:2]
+        g_loss, g_terms = self.generator_loss(real_a, real_b, translations)
         context.update(self.optimizer_g, g_loss, "generator")
         shown_b = self.pool_b.query(fake_b, context.rng)
         shown_a = self.pool_a.query(fake_a, context.rng)
