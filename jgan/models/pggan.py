@@ -1,13 +1,12 @@
 """PGGAN training (Karras et al. 2018, as rosinality's progressive-gan-pytorch trains it):
 progressive growing with a fade-in, and the weights a resolution never reaches taken out of the
 optimisers. StyleGAN (jgan.models.stylegan) trains the same way and adds its styles."""
-import jittor as jt
-import numpy as np
 
 from jgan.errors import ConfigError
 from jgan.models.latent import LatentGAN
 from jgan.mpi import world_size
 from jgan.networks import pggan
+from jgan.scalar import scalar_var
 from jgan.schedule import build_schedule
 
 
@@ -26,7 +25,7 @@ class PGGANModel(LatentGAN):
     def network_inputs(self, phase):
         """The resolution level and the fade-in alpha; alpha enters as a Var so that a phase
         compiles its kernels once while alpha ramps up."""
-        return {"level": phase.level, "alpha": jt.array(np.float32(phase.alpha))}
+        return {"level": phase.level, "alpha": scalar_var(phase.alpha)}
 
     def before_step(self, context, inputs):
         self.freeze_idle_weights(inputs)

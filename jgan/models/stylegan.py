@@ -1,11 +1,11 @@
 """StyleGAN v1 training (Karras et al. 2019, as rosinality trains it): PGGAN's progressive growing
 (jgan.models.pggan) with style mixing and the running average latent (the centre of truncation)."""
 import jittor as jt
-import numpy as np
 
 from jgan.models.pggan import PGGANModel
 from jgan.mpi import mean_over_ranks
 from jgan.networks import stylegan
+from jgan.scalar import scalar_var
 
 NO_MIXING = 10 ** 6  # a crossover beyond every layer: the first latent styles them all
 W_AVG_DECAY = 0.995  # running average of the mapping output, the centre of truncation
@@ -29,7 +29,7 @@ class StyleGANModel(PGGANModel):
         rng, level = context.rng, context.phase.level
         crossover = rng.randint(1, max(1, level) + 1) if rng.rand() < self.mixing else NO_MIXING
         z = [jt.randn(batch, self.latent_size), jt.randn(batch, self.latent_size)]
-        return (z,), {"crossover": jt.array(np.float32(crossover))}
+        return (z,), {"crossover": scalar_var(crossover)}
 
     def after_generator_step(self, context, batch):
         """Update the running average w (the truncation centre), averaged over the MPI ranks."""
