@@ -32,7 +32,9 @@ def build_parser():
     parser.add_argument("--out", default="results", help="output folder")
     value_flag(parser, "--n", Annotated[int, Field(ge=1, le=4096)], "number of images in the sample grid", default=64)
     value_flag(parser, "--nrow", AT_LEAST_ONE, "images per grid row", default=8)
-    value_flag(parser, "--seed", Annotated[int, Field(ge=0, le=MAX_SEED)], "random seed of the latents", default=0)
+    value_flag(parser, "--seed", Annotated[int, Field(ge=0, le=MAX_SEED)],
+               "random seed of the latents and of StyleGAN's noise maps (the same seed draws the same figures)",
+               default=0)
     parser.add_argument("-s", "--separate", action="store_true", help="also write each image as its own PNG")
     parser.add_argument("--no-ema", action="store_true", help="use the trained generator, not its EMA")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when Jittor has it")

@@ -123,6 +123,12 @@ def random_z(n, dim, seed):
     return np.random.RandomState(seed).randn(n, dim).astype(np.float32)
 
 
+def seed_noise(seed):
+    """Seed Jittor's generator, which draws a StyleGAN's noise maps when none are given, so that
+    a figure of one seed is the same in every run (the latents come from `random_z`)."""
+    jt.set_seed(seed)
+
+
 def synthesize(generator, z, chunk=64, **kwargs):
     """Images (NCHW floats in [-1, 1]) for latents `z`, in chunks to bound memory."""
     parts = [generator(jt.array(z[i:i + chunk]), **kwargs).numpy() for i in range(0, len(z), chunk)]
@@ -130,6 +136,7 @@ def synthesize(generator, z, chunk=64, **kwargs):
 
 
 def sample_grid(generator, n, nrow, seed, **kwargs):
+    seed_noise(seed)
     images = synthesize(generator, random_z(n, generator.latent_dim, seed), **kwargs)
     return images, grid(to_uint8(images), nrow)
 
@@ -142,6 +149,7 @@ def latent_walk_frames(generator, n, nrow, seed, points=4, steps=12, **kwargs):
     for a, b in zip(ends, np.roll(ends, -1, axis=0)):
         for t in np.linspace(0, 1, steps, endpoint=False):
             z = ((1 - t) * a + t * b).astype(np.float32)
+            seed_noise(seed)   # the same noise maps in every frame: only z moves
             frames.append(grid(to_uint8(synthesize(generator, z, **kwargs)), nrow))
     return frames
 
@@ -190,6 +198,7 @@ def style_mixing_figure(generator, n_source, n_dest, mixing_range, seed, **kwarg
     """Top row: sources; left column: destinations; cell (i, j): destination i with source j's
     styles on the resolutions of `mixing_range` (Karras et al. 2019, Fig. 3)."""
     _require_styles(generator, "mixing")
+    seed_noise(seed)
     z_source = random_z(n_source, generator.latent_dim, seed)
     z_dest = random_z(n_dest, generator.latent_dim, seed + 1)
     sources = to_uint8(synthesize(generator, z_source, **kwargs))
@@ -232,6 +241,7 @@ def noise_figure(generator, n_latents, n_noises, seed, n_std=32, **kwargs):
 
 def interpolation_grid(generator, n, seed, **kwargs):
     """n x n grid: four random latents at the corners, bilinear interpolation in between."""
+    seed_noise(seed)
     corners = random_z(4, generator.latent_dim, seed)
     t = np.linspace(0, 1, n, dtype=np.float32)
     top = (1 - t)[:, None] * corners[0] + t[:, None] * corners[1]

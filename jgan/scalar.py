@@ -1,5 +1,5 @@
-"""Scalars that change during training (fade-in alpha, style-mixing crossover, augmentation
-probability), as Vars that Jittor reads at run time, so that a new value compiles no new kernels.
+"""Scalars that change from step to step (the fade-in alpha, the style-mixing crossover), as Vars
+that Jittor reads at run time, so that a new value compiles no new kernels.
 
 Jittor bakes Python numbers into its kernels, and also the value of a (1,)-shaped array when it
 is 1 or 2 in magnitude or its bits read as an integer of magnitude at most 2 (0 included):
@@ -12,6 +12,6 @@ import jittor as jt
 import numpy as np
 
 
-def scalar_var(value, dtype=np.float32):
-    """`value` as a (1, 1) Var that no kernel bakes in (it broadcasts as a scalar over 2-d and wider)."""
-    return jt.array(np.full((1, 1), value, dtype)).stop_grad()
+def scalar_var(value):
+    """`value` as a (1, 1) float32 Var that no kernel bakes in (it broadcasts as a scalar over 2-d and wider)."""
+    return jt.array(np.full((1, 1), value, np.float32)).stop_grad()

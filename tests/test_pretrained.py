@@ -16,7 +16,7 @@ from jgan import checkpoint as ckpt
 from jgan import pretrained
 from jgan.config import load_config
 from jgan.errors import CheckpointError, ConfigError
-from jgan.generation import load_trained, random_z, synthesize
+from jgan.generation import load_trained, random_z, sample_grid, style_mixing_figure, synthesize
 from jgan.training import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -286,9 +286,7 @@ def test_export_refuses_a_run_without_an_ema_generator_and_a_bad_name(shipped, t
 
 
 def test_every_model_in_the_shipped_manifest_loads_matches_its_checksum_and_generates_at_its_size():
-    """Iterates over the repository's pretrained/models.yaml. While it lists no model (today: the
-    models are trained later) this checks only that the manifest reads, its default is null and the
-    folder is within budget; it becomes the real check as models are added."""
+    """Every model of the repository's pretrained/models.yaml, within the folder's budget."""
     root = pretrained.DEFAULT_FOLDER
     manifest = pretrained.read_manifest(root)
     assert pretrained.folder_bytes(root) <= pretrained.BUDGET_BYTES
@@ -309,3 +307,12 @@ def test_evaluating_a_pretrained_model_writes_nothing_into_the_pretrained_folder
     result = ok(run_script("scripts/evaluate.py", shipped["lmdb"], "-g", "tiny-dc", "--n", 8, cwd=tmp_path, root=root))
     assert "swd_16" in result.stdout and "tiny-dc is a pretrained model" in result.stdout
     assert sorted(path.name for path in root.iterdir()) == before
+
+
+def test_a_figure_of_one_seed_is_the_same_at_every_call():
+    """A StyleGAN draws its noise maps itself: seeded like the latents, a seed's figures repeat."""
+    generator = pretrained.load_trained("emoji-stylegan", root=pretrained.DEFAULT_FOLDER)
+    first, again = (sample_grid(generator, 4, 2, seed=3)[0] for _ in range(2))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(sample_grid(generator, 4, 2, seed=4)[0] - first).max() > 0.1, "another seed, other images"
+    np.testing.assert_array_equal(*(style_mixing_figure(generator, 2, 2, (0, 1), seed=3) for _ in range(2)))
