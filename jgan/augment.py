@@ -12,6 +12,7 @@ import numpy as np
 
 from jgan.errors import ConfigError
 from jgan.losses import sign
+from jgan.scalar import scalar_var
 
 TRANSLATION_RATIO = 1 / 8
 CUTOUT_RATIO = 1 / 2
@@ -96,13 +97,13 @@ def parse_policy(policy):
 
 
 def probability_var(value):
-    """A probability as the (1,) float32 Var that Augment reads (a Var, so a new value needs no new kernels)."""
-    return jt.array(np.asarray(value, np.float32).reshape(1)).stop_grad()
+    """A probability as the Var that Augment reads (jgan.scalar: a new value needs no new kernels)."""
+    return scalar_var(np.asarray(value, np.float32).reshape(-1)[0])
 
 
 class Augment:
     """T(x): the policy's transforms in order, each with fresh parameters per image and per call,
-    each applied to an image with probability `probability` (a (1,) Var, so that a tuned value needs
+    each applied to an image with probability `probability` (a scalar Var, so that a tuned value needs
     no new kernels; None: always, as DiffAugment)."""
 
     def __init__(self, policy="color,translation,cutout", probability=None):
@@ -128,7 +129,7 @@ class AdaptiveProbability:
     """stylegan2-ada's tuning of the augmentation probability p: after each discriminator step,
     p moves by (images of the step) / span, up when the mean sign of D's logits on the real images,
     r = E[sign D(x)], is above `target` (D overfits), down when below, within [0, 1]. The update
-    stays on the device (no host synchronisation); `value` is the (1,) Var that Augment reads."""
+    stays on the device (no host synchronisation); `value` is the scalar Var that Augment reads."""
 
     def __init__(self, start, target, span):
         self.target, self.span = target, span
@@ -140,7 +141,7 @@ class AdaptiveProbability:
         self.value.update((self.value + step).clamp(0.0, 1.0).stop_grad())
 
     def state(self):
-        return np.asarray(self.value.numpy(), np.float32)
+        return np.asarray(self.value.numpy(), np.float32).reshape(1)   # the checkpoint's (1,) record
 
     def load_state(self, value):
         self.value.update(probability_var(value))

@@ -1,5 +1,6 @@
-"""Scalars that change from step to step (the fade-in alpha, the style-mixing crossover), as Vars
-that Jittor reads at run time, so that a new value compiles no new kernels.
+"""Scalars that change from step to step (the fade-in alpha, the style-mixing crossover, the
+augmentation probability), as Vars that Jittor reads at run time, so that a new value compiles no
+new kernels.
 
 Jittor bakes Python numbers into its kernels, and also the value of a (1,)-shaped array when it
 is 1 or 2 in magnitude or its bits read as an integer of magnitude at most 2 (0 included):
