@@ -36,6 +36,9 @@ _HEADER = r"""
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
 #include <unordered_map>
 namespace jgan_onednn {
 using namespace dnnl;
@@ -46,11 +49,13 @@ inline engine& cpu() { static engine e(engine::kind::cpu, 0); return e; }
 
 // x (N, C, H, W) convolved with w (O, C, KH, KW) into y (N, O, OH, OW): the dimensions in that
 // order, whatever the layout; x and y channels-last, (N, H, W, C), where nhwc; the products'
-// operands of type `operand` (bf16 or f32)
+// operands of type `operand` (bf16 or f32); by Winograd's algorithm where winograd and oneDNN has
+// it for the geometry
 struct Geometry {
     memory::dims x, w, y, stride, pad_l, pad_r;
     bool nhwc;
     dt operand;
+    bool winograd;
     memory::desc activation(const memory::dims& d) const { return {d, dt::f32, nhwc ? tag::acdb : tag::abcd}; }
     memory::desc x_desc() const { return activation(x); }
     memory::desc w_desc() const { return {w, dt::f32, tag::abcd}; }
@@ -58,17 +63,24 @@ struct Geometry {
 };
 
 inline Geometry geometry(memory::dims x, memory::dims w, memory::dims y, int sh, int sw, int ph, int pw, bool nhwc,
-                         bool bf16) {
+                         bool bf16, bool winograd) {
     return {x, w, y, {sh, sw}, {ph, pw},
-            {(y[2] - 1) * sh + w[2] - x[2] - ph, (y[3] - 1) * sw + w[3] - x[3] - pw}, nhwc, bf16 ? dt::bf16 : dt::f32};
+            {(y[2] - 1) * sh + w[2] - x[2] - ph, (y[3] - 1) * sw + w[3] - x[3] - pw}, nhwc, bf16 ? dt::bf16 : dt::f32,
+            winograd};
+}
+
+inline Geometry direct(Geometry g) {
+    g.winograd = false;
+    return g;
 }
 
 inline memory::desc any(const memory::dims& d, dt type) { return {d, type, tag::any}; }
 
 // an activation's layout in the primitive: the primitive's choice, or channels-last where the
-// tensors are (else oneDNN's float32 primitives choose a blocked layout and convert to it)
+// tensors are (else oneDNN's direct float32 primitives choose a blocked layout and convert to it;
+// its Winograd primitives compute in a blocked layout only)
 inline memory::desc activation_choice(const Geometry& g, const memory::dims& d, dt type) {
-    return g.nhwc ? memory::desc(d, type, tag::acdb) : any(d, type);
+    return g.nhwc && !g.winograd ? memory::desc(d, type, tag::acdb) : any(d, type);
 }
 
 // the float32 tensor at p (laid out as `user` says) as the primitive wants it: itself, or a converted copy
@@ -80,11 +92,43 @@ inline memory operand(float* p, const memory::desc& user_desc, const memory::des
     return copy;
 }
 
-// run the primitive of pd on two float32 operands, writing its float32 result at out
+// a primitive and its descriptor
 template <class Op>
-inline void execute(const typename Op::primitive_desc& pd, int a_arg, float* a, const memory::desc& a_desc,
+struct Made {
+    typename Op::primitive_desc pd;
+    Op op;
+};
+
+inline std::string key_of(const Geometry& g) {
+    std::string key = std::to_string(g.nhwc) + std::to_string(g.winograd) + std::to_string((int)g.operand);
+    for (const memory::dims* dims : {&g.x, &g.w, &g.y, &g.stride, &g.pad_l, &g.pad_r})
+        for (memory::dim d : *dims) key += "," + std::to_string(d);
+    return key;
+}
+
+// the primitive that make() describes, made once per geometry: a live primitive keeps oneDNN's
+// scratchpad allocated (a Winograd gradient's holds megabytes, which a primitive made at every
+// call would allocate and fault in again)
+template <class Op, class Make>
+inline const Made<Op>& made(const Geometry& g, Make make) {
+    static std::mutex lock;
+    static std::map<std::string, Made<Op>> primitives;
+    std::lock_guard<std::mutex> hold(lock);
+    const std::string key = key_of(g);
+    auto found = primitives.find(key);
+    if (found == primitives.end()) {
+        typename Op::primitive_desc pd = make();
+        found = primitives.emplace(key, Made<Op>{pd, Op(pd)}).first;
+    }
+    return found->second;
+}
+
+// run a primitive on two float32 operands, writing its float32 result at out
+template <class Op>
+inline void execute(const Made<Op>& primitive, int a_arg, float* a, const memory::desc& a_desc,
                     int b_arg, float* b, const memory::desc& b_desc, int out_arg, float* out,
                     const memory::desc& out_desc) {
+    const typename Op::primitive_desc& pd = primitive.pd;
     stream s(cpu());
     std::unordered_map<int, memory> args{
         {a_arg, operand(a, a_desc, pd.query_md(query::exec_arg_md, a_arg), s)},
@@ -93,38 +137,54 @@ inline void execute(const typename Op::primitive_desc& pd, int a_arg, float* a, 
     memory::desc got = pd.query_md(query::exec_arg_md, out_arg);
     memory result = got == out_desc ? user : memory(got, cpu());
     args.insert({out_arg, result});
-    Op(pd).execute(s, args);
+    primitive.op.execute(s, args);
     if (result != user) reorder(result, user).execute(s, result, user);
     s.wait();
 }
 
+inline algorithm algorithm_of(const Geometry& g) {
+    return g.winograd ? algorithm::convolution_winograd : algorithm::convolution_direct;
+}
+
+// the forward primitive: by Winograd's algorithm where asked and oneDNN has one, else direct
 inline convolution_forward::primitive_desc forward_pd(const Geometry& g, dt result) {
-    return {{prop_kind::forward_training, algorithm::convolution_direct, activation_choice(g, g.x, g.operand),
-             any(g.w, g.operand), activation_choice(g, g.y, result), g.stride, g.pad_l, g.pad_r}, cpu()};
+    try {
+        return {{prop_kind::forward_training, algorithm_of(g), activation_choice(g, g.x, g.operand),
+                 any(g.w, g.operand), activation_choice(g, g.y, result), g.stride, g.pad_l, g.pad_r}, cpu()};
+    } catch (const dnnl::error&) {
+        if (!g.winograd) throw;
+        return forward_pd(direct(g), result);
+    }
 }
 
 inline void forward(const Geometry& g, float* x, float* w, float* y) {
-    execute<convolution_forward>(forward_pd(g, dt::f32), DNNL_ARG_SRC, x, g.x_desc(), DNNL_ARG_WEIGHTS, w,
-                                 g.w_desc(), DNNL_ARG_DST, y, g.y_desc());
+    using Op = convolution_forward;
+    execute(made<Op>(g, [&] { return forward_pd(g, dt::f32); }), DNNL_ARG_SRC, x, g.x_desc(), DNNL_ARG_WEIGHTS, w,
+            g.w_desc(), DNNL_ARG_DST, y, g.y_desc());
 }
 
 // a gradient primitive of the convolution, with x, w and y of these types
 template <class Op>
 inline typename Op::primitive_desc gradient_pd(const Geometry& g, dt x, dt w, dt y) {
-    return {{algorithm::convolution_direct, activation_choice(g, g.x, x), any(g.w, w), activation_choice(g, g.y, y),
-             g.stride, g.pad_l, g.pad_r}, cpu(), forward_pd(g, g.operand)};
+    try {
+        return {{algorithm_of(g), activation_choice(g, g.x, x), any(g.w, w), activation_choice(g, g.y, y),
+                 g.stride, g.pad_l, g.pad_r}, cpu(), forward_pd(g, g.operand)};
+    } catch (const dnnl::error&) {
+        if (!g.winograd) throw;
+        return gradient_pd<Op>(direct(g), x, w, y);
+    }
 }
 
 inline void backward_data(const Geometry& g, float* dy, float* w, float* dx) {
-    execute<convolution_backward_data>(gradient_pd<convolution_backward_data>(g, dt::f32, g.operand, g.operand),
-                                       DNNL_ARG_DIFF_DST, dy, g.y_desc(), DNNL_ARG_WEIGHTS, w, g.w_desc(),
-                                       DNNL_ARG_DIFF_SRC, dx, g.x_desc());
+    using Op = convolution_backward_data;
+    execute(made<Op>(g, [&] { return gradient_pd<Op>(g, dt::f32, g.operand, g.operand); }), DNNL_ARG_DIFF_DST, dy,
+            g.y_desc(), DNNL_ARG_WEIGHTS, w, g.w_desc(), DNNL_ARG_DIFF_SRC, dx, g.x_desc());
 }
 
 inline void backward_weights(const Geometry& g, float* x, float* dy, float* dw) {
-    execute<convolution_backward_weights>(gradient_pd<convolution_backward_weights>(g, g.operand, dt::f32, g.operand),
-                                          DNNL_ARG_SRC, x, g.x_desc(), DNNL_ARG_DIFF_DST, dy, g.y_desc(),
-                                          DNNL_ARG_DIFF_WEIGHTS, dw, g.w_desc());
+    using Op = convolution_backward_weights;
+    execute(made<Op>(g, [&] { return gradient_pd<Op>(g, g.operand, dt::f32, g.operand); }), DNNL_ARG_SRC, x,
+            g.x_desc(), DNNL_ARG_DIFF_DST, dy, g.y_desc(), DNNL_ARG_DIFF_WEIGHTS, dw, g.w_desc());
 }
 
 // f rounded to bfloat16, to nearest with ties to even (as oneDNN rounds); NaN stays NaN
@@ -308,7 +368,7 @@ _ROLES = {"forward": ("x", "w", "y"), "backward_data": ("y", "w", "x"), "backwar
 
 # x, w and y: the shapes (N, C, H, W), (O, C, KH, KW), (N, O, OH, OW), whatever the layout; x and y
 # are laid out (N, H, W, C) where channels_last; the products' operands are bfloat16 or float32
-Geometry = namedtuple("Geometry", "x w y stride padding channels_last bfloat16", defaults=(False, True))
+Geometry = namedtuple("Geometry", "x w y stride padding channels_last bfloat16 winograd", defaults=(False, True, False))
 
 
 # the fewest output channels from which a gradient runs as a matrix product (see by_product)
@@ -343,7 +403,8 @@ def _source(kind, geometry):
     dims = [_logical(tensors[name], name, geometry) for name in "xwy"]
     (sh, sw), (ph, pw) = geometry.stride, geometry.padding
     return (f"jgan_onednn::{_function(kind, geometry)}(jgan_onednn::geometry({', '.join(dims)}, {sh}, {sw}, {ph}, "
-            f"{pw}, {str(geometry.channels_last).lower()}, {str(geometry.bfloat16).lower()}), in0_p, in1_p, out0_p);")
+            f"{pw}, {str(geometry.channels_last).lower()}, {str(geometry.bfloat16).lower()}, "
+            f"{str(geometry.winograd).lower()}), in0_p, in1_p, out0_p);")
 
 
 def _layout(shape, geometry):
@@ -390,9 +451,9 @@ def _with_bias(y, bias, channels_last):
     return y + bias.broadcast(y.shape, [0, 1, 2] if channels_last else [0, 2, 3])
 
 
-def _geometry(x_shape, w_shape, y_shape, stride, padding, channels_last, bfloat16):
+def _geometry(x_shape, w_shape, y_shape, stride, padding, channels_last, bfloat16, winograd=False):
     return Geometry(tuple(x_shape), tuple(w_shape), tuple(y_shape), pair(stride), pair(padding), channels_last,
-                    bfloat16)
+                    bfloat16, winograd and not bfloat16)
 
 
 def _output_size(size, kernel, stride, padding):
@@ -405,15 +466,16 @@ def _dims(x, channels_last):
     return (n, rest[2], rest[0], rest[1]) if channels_last else tuple(x.shape)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, channels_last=False, bfloat16=True):
+def conv2d(x, weight, bias=None, stride=1, padding=0, channels_last=False, bfloat16=True, winograd=False):
     """nn.conv2d(x, weight, bias, stride, padding) with bfloat16 products (float32 ones where not
-    bfloat16); x and the result (N, H, W, C) where channels_last (the weight stays (O, C, KH, KW))."""
+    bfloat16, by Winograd's algorithm where also winograd and oneDNN has it for this convolution); x
+    and the result (N, H, W, C) where channels_last (the weight stays (O, C, KH, KW))."""
     (sh, sw), (ph, pw) = pair(stride), pair(padding)
     x_shape = _dims(x, channels_last)
     n, _, h, w = x_shape
     out_channels, _, kh, kw = weight.shape
     y_shape = (n, out_channels, _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw))
-    geometry = _geometry(x_shape, weight.shape, y_shape, stride, padding, channels_last, bfloat16)
+    geometry = _geometry(x_shape, weight.shape, y_shape, stride, padding, channels_last, bfloat16, winograd)
     return _with_bias(_apply("forward", geometry, x, weight), bias, channels_last)
 
 

@@ -255,15 +255,22 @@ def device():
     return "cuda" if jt.flags.use_cuda else "cpu"
 
 
-def set_precision(precision):
-    """Run Jittor's convolutions in float32 ("fp32") or with bfloat16 products ("bf16",
-    jgan.onednn_conv); refuses bf16 where it cannot run, in one sentence."""
+def set_precision(precision, winograd=False):
+    """Run Jittor's convolutions in float32 ("fp32"), where winograd and the CPU can, those that fit
+    by Winograd's algorithm (jgan.winograd), or with bfloat16 products ("bf16", jgan.onednn_conv);
+    refuses bf16 where it cannot run, in one sentence."""
     from jgan import onednn_conv
+    from jgan import winograd as winograd_conv
     problem = onednn_conv.check_supported() if precision == "bf16" else None
     if problem:
         from jgan.errors import ConfigError
         raise ConfigError(problem)
-    onednn_conv.enable_bfloat16(precision == "bf16")
+    onednn_conv.enable_bfloat16(False)   # the routes stack: the newest goes first
+    winograd_conv.enable(False)
+    if precision == "bf16":
+        onednn_conv.enable_bfloat16(True)
+    elif winograd and winograd_conv.supported():
+        winograd_conv.enable(True)
 
 
 def startup_line():

@@ -50,7 +50,7 @@ class Trainer:
         if self.train_cfg["metrics"]:
             from jgan.metrics import check_metrics
             check_metrics(self.train_cfg["metrics"], self.train_cfg["metrics_n"])
-        runtime.set_precision(self.train_cfg["precision"])
+        runtime.set_precision(self.train_cfg["precision"], self.train_cfg["winograd"])
         self.step, self.images = 0, 0
         self.sample_inputs = self.model.sample_inputs(self.train_cfg["n_sample"],
                                                       np.random.RandomState(self.train_cfg["seed"] + 12345))
