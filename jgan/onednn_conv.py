@@ -21,7 +21,10 @@ Such a network calls conv2d and conv_transpose2d here directly, with float32 ope
 bfloat16 is enabled.
 
 In every case the three primitives (forward, backward data, backward weights) are each other's
-adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them.
+adjoints, so gradients of any order (the WGAN-GP and R1 penalties) stay on them. Float32 ones run
+by Winograd's algorithm where asked (`winograd=True`, see jgan.winograd) and oneDNN has it for the
+convolution, else by the direct one. Each primitive is made at its first call and kept for the
+process, one per geometry.
 """
 import sys
 from collections import namedtuple
