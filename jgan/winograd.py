@@ -8,6 +8,7 @@ direct algorithm's by rounding only. `enable(True)` routes Jittor's convolutions
 (see jgan.conv_route) through jgan.onednn_conv with that algorithm; oneDNN falls back to its
 direct primitives for a convolution its Winograd ones do not take.
 """
+import os
 import sys
 
 import jittor as jt
@@ -20,10 +21,21 @@ CHANNEL_BLOCK = 16   # oneDNN's Winograd primitives compute channels in blocks o
 SMALLEST_OUTPUT = 8  # px: below it an image is one tile, and the direct primitives are as fast
 
 
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")   # what oneDNN may use, if the user limited it
+
+
+def isa_allowed():
+    """Whether oneDNN may use AVX-512 (the user may limit it to less in its environment variables)."""
+    limit = next((os.environ[name] for name in ISA_LIMITS if os.environ.get(name)), "ALL").upper()
+    return limit == "ALL" or limit.startswith(("AVX512_CORE", "AVX10"))
+
+
 def supported():
-    """Whether oneDNN can run Winograd convolutions here: on the CPU, oneDNN active, AVX-512."""
+    """Whether oneDNN can run Winograd convolutions here: on the CPU, oneDNN active, AVX-512 present
+    and allowed."""
     from jgan import runtime
-    return not jt.flags.use_cuda and runtime.onednn_active() and AVX512_CORE <= onednn_conv.cpu_flags()
+    return (not jt.flags.use_cuda and runtime.onednn_active() and AVX512_CORE <= onednn_conv.cpu_flags()
+            and isa_allowed())
 
 
 def fits(x_shape, w_shape, stride, padding):

@@ -18,9 +18,6 @@ SHAPES = {   # (x shape, w shape, padding): StyleGAN's and PGGAN's 3x3 "same", C
     "valid": ((1, 32, 18, 18), (16, 32, 3, 3), 0),
 }
 
-needs_winograd = pytest.mark.skipif(not winograd.supported(), reason="oneDNN's Winograd primitives need AVX-512")
-
-
 def arrays(x_shape, w_shape, seed=0):
     rng = np.random.RandomState(seed)
     return [rng.uniform(-1, 1, shape).astype(np.float32) for shape in (x_shape, w_shape)]
@@ -49,16 +46,18 @@ def check(name, ours, reference):
         assert_close(f"{name} {label}", got, want, atol=ATOL * np.abs(want).max())
 
 
-@needs_winograd
 @pytest.mark.parametrize("channels_last", [False, True], ids=["channels_first", "channels_last"])
 @pytest.mark.parametrize("name", SHAPES)
-def test_winograd_matches_pytorch_with_its_gradients_and_is_not_the_direct_algorithm(name, channels_last):
+def test_winograd_matches_pytorch_with_its_gradients_and_is_the_direct_algorithm_only_without_avx512(
+        name, channels_last):
+    """Where oneDNN has Winograd primitives (AVX-512) another algorithm runs and adds in another
+    order; elsewhere oneDNN falls back to the direct one, bit for bit."""
     x_shape, w_shape, padding = SHAPES[name]
     x, w = arrays(x_shape, w_shape)
     ours, g = jittor_side(x, w, padding, channels_last, winograd=True)
     check(name, ours, torch_side(x, w, padding, g, channels_last))
     direct, _ = jittor_side(x, w, padding, channels_last, winograd=False)
-    assert not all(np.array_equal(a, b) for a, b in zip(ours, direct)), "another algorithm adds in another order"
+    assert all(np.array_equal(a, b) for a, b in zip(ours, direct)) != winograd.supported()
 
 
 def test_a_convolution_winograd_cannot_take_falls_back_to_the_direct_algorithm():
@@ -71,7 +70,6 @@ def test_a_convolution_winograd_cannot_take_falls_back_to_the_direct_algorithm()
     assert all(np.array_equal(a, b) for a, b in zip(ours, direct))
 
 
-@needs_winograd
 def test_the_second_order_of_a_gradient_penalty_stays_exact():
     """d/dw |d(sum(y * g))/dx|^2, as WGAN-GP and R1 differentiate a critic twice."""
     x, w = arrays((2, 16, 10, 10), (16, 16, 3, 3), seed=2)
@@ -107,7 +105,6 @@ def enabled():
     winograd.enable(False)
 
 
-@needs_winograd
 def test_enabled_it_runs_the_convolutions_that_fit(enabled, monkeypatch):
     calls = []
     original = onednn_conv.conv2d
@@ -137,3 +134,16 @@ def test_set_precision_picks_one_route(monkeypatch, precision, wanted, available
         runtime.set_precision("fp32")
     assert not winograd.enabled() and not onednn_conv.bfloat16_enabled()
     assert nn.conv2d not in (winograd.ROUTE.conv2d, onednn_conv.ROUTE.conv2d)
+
+
+@pytest.mark.parametrize("limit, allowed", [(None, True), ("ALL", True), ("avx512_core_amx", True),
+                                            ("AVX2", False), ("SSE41", False)])
+def test_a_user_limit_on_onednns_instructions_turns_it_off(monkeypatch, limit, allowed):
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if limit is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
+    monkeypatch.setattr(onednn_conv, "cpu_flags", lambda: set(winograd.AVX512_CORE))
+    assert winograd.isa_allowed() == allowed
+    assert winograd.supported() == (allowed and runtime.onednn_active() and not jt.flags.use_cuda)
