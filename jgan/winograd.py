@@ -50,8 +50,8 @@ def fits(x_shape, w_shape, stride, padding):
 
 
 def routed(kind, x, weight, stride, padding, output_padding):
-    """Whether a convolution goes through Winograd's algorithm (asked only while enabled)."""
-    return (kind == "conv2d" and x.dtype == "float32" and weight.dtype == "float32"
+    """Whether a convolution goes through Winograd's algorithm (asked only while enabled): on the CPU."""
+    return (kind == "conv2d" and not jt.flags.use_cuda and x.dtype == "float32" and weight.dtype == "float32"
             and fits(x.shape, weight.shape, stride, padding))
 
 
