@@ -74,3 +74,14 @@ class Route:
         for (owner, attribute), original in self.originals.items():
             setattr(owner, attribute, original)
         self.originals.clear()
+
+    def switch(self, on):
+        """Install (True) or uninstall (False)."""
+        if on:
+            self.install()
+        else:
+            self.uninstall()
+
+    @property
+    def installed(self):
+        return bool(self.originals)

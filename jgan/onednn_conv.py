@@ -540,14 +540,11 @@ def check_supported():
 
 def enable_bfloat16(on):
     """Route Jittor's CPU convolutions through bfloat16 primitives (True) or give them back (False)."""
-    if on:
-        ROUTE.install()
-    else:
-        ROUTE.uninstall()
+    ROUTE.switch(on)
 
 
 def bfloat16_enabled():
-    return bool(ROUTE.originals)
+    return ROUTE.installed
 
 
 def channels_last_available():

@@ -64,11 +64,8 @@ ROUTE = Route(sys.modules[__name__])
 
 def enable(on):
     """Route Jittor's convolutions that fit through Winograd's algorithm (True) or give them back (False)."""
-    if on:
-        ROUTE.install()
-    else:
-        ROUTE.uninstall()
+    ROUTE.switch(on)
 
 
 def enabled():
-    return bool(ROUTE.originals)
+    return ROUTE.installed
