@@ -68,7 +68,7 @@ class Train(Section):
                                              "with float32 sums and results (CPUs with AMX or AVX-512 BF16 only)",
                                              "fp32")
     winograd: bool = key("with precision fp32 on a CPU with AVX-512, run 3x3 stride-1 convolutions by Winograd's "
-                         "algorithm (oneDNN): the same sums in another order, 1.4-2.5x faster", True)
+                         "algorithm (oneDNN): the same sums in another order, in fewer products", True)
     num_workers: int = key("data-loader threads that decode the next batches while the model trains", 2,
                            ge=0, le=64)
     sample_every: int = key("steps between fixed-noise sample grids", 500, ge=1)

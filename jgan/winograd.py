@@ -19,8 +19,6 @@ from jgan.conv_route import Route, pair
 AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 CHANNEL_BLOCK = 16   # oneDNN's Winograd primitives compute channels in blocks of 16
 SMALLEST_OUTPUT = 8  # px: below it an image is one tile, and the direct primitives are as fast
-
-
 ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")   # what oneDNN may use, if the user limited it
 
 
