@@ -19,6 +19,8 @@ from jgan.conv_route import Route, pair
 AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
 CHANNEL_BLOCK = 16   # oneDNN's Winograd primitives compute channels in blocks of 16
 SMALLEST_OUTPUT = 8  # px: below it an image is one tile, and the direct primitives are as fast
+TILE = 4             # px: the side of an output tile
+LEAST_WORK = 4096    # tiles x input channels below which the transforms cost more than they save
 ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")   # what oneDNN may use, if the user limited it
 
 
@@ -39,12 +41,14 @@ def supported():
 def fits(x_shape, w_shape, stride, padding):
     """Whether a convolution of an (N, C, H, W) input by (O, C, KH, KW) weights is one that oneDNN's
     Winograd primitives take and run faster than its direct ones."""
-    _, channels, height, width = x_shape
+    images, channels, height, width = x_shape
     outputs, _, kh, kw = w_shape
     ph, pw = pair(padding)
+    out_h, out_w = height + 2 * ph - 2, width + 2 * pw - 2
+    tiles = images * -(-out_h // TILE) * -(-out_w // TILE)
     return ((kh, kw) == (3, 3) and pair(stride) == (1, 1) and max(ph, pw) <= 1
             and channels % CHANNEL_BLOCK == 0 and outputs % CHANNEL_BLOCK == 0
-            and min(height + 2 * ph, width + 2 * pw) - 2 >= SMALLEST_OUTPUT)
+            and min(out_h, out_w) >= SMALLEST_OUTPUT and tiles * channels >= LEAST_WORK)
 
 
 def routed(kind, x, weight, stride, padding, output_padding):

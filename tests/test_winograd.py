@@ -85,14 +85,17 @@ def test_the_second_order_of_a_gradient_penalty_stays_exact():
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, fits", [
-    ((8, 16, 8, 8), (32, 16, 3, 3), 1, 1, True),
-    ((1, 256, 18, 18), (256, 256, 3, 3), 1, 0, True),
-    ((8, 16, 8, 8), (32, 16, 4, 4), 1, 1, False),     # not 3x3
-    ((8, 16, 16, 16), (32, 16, 3, 3), 2, 1, False),   # strided
-    ((8, 3, 8, 8), (32, 3, 3, 3), 1, 1, False),       # an RGB input: channels not in blocks of 16
-    ((8, 16, 8, 8), (24, 16, 3, 3), 1, 1, False),     # outputs not a multiple of 16
-    ((8, 16, 4, 4), (32, 16, 3, 3), 1, 1, False),     # a 4x4 output is one tile: direct is as fast
-    ((8, 16, 8, 8), (32, 16, 3, 3), 1, 2, False),     # padding beyond one pixel
+    ((8, 128, 8, 8), (128, 128, 3, 3), 1, 1, True),     # StyleGAN's and PGGAN's 8 px layers at batch 8
+    ((1, 256, 18, 18), (256, 256, 3, 3), 1, 0, True),   # CycleGAN's residual blocks at its preset
+    ((8, 16, 32, 32), (16, 16, 3, 3), 1, 1, True),      # narrow, but 512 tiles
+    ((8, 128, 8, 8), (128, 128, 4, 4), 1, 1, False),    # not 3x3
+    ((8, 128, 16, 16), (128, 128, 3, 3), 2, 1, False),  # strided
+    ((8, 3, 32, 32), (32, 3, 3, 3), 1, 1, False),       # an RGB input: channels not in blocks of 16
+    ((8, 128, 8, 8), (24, 128, 3, 3), 1, 1, False),     # outputs not a multiple of 16
+    ((32, 256, 4, 4), (256, 256, 3, 3), 1, 1, False),   # a 4x4 output is one tile
+    ((2, 128, 8, 8), (128, 128, 3, 3), 1, 1, False),    # 8 tiles in all: too little work
+    ((4, 64, 8, 8), (64, 64, 3, 3), 1, 1, False),       # 16 tiles of 64 channels: too little work
+    ((8, 128, 8, 8), (128, 128, 3, 3), 1, 2, False),    # padding beyond one pixel
 ])
 def test_it_takes_the_convolutions_it_runs_faster(x_shape, w_shape, stride, padding, fits):
     assert winograd.fits(x_shape, w_shape, stride, padding) == fits
@@ -109,9 +112,10 @@ def test_enabled_it_runs_the_convolutions_that_fit(enabled, monkeypatch):
     calls = []
     original = onednn_conv.conv2d
     monkeypatch.setattr(onednn_conv, "conv2d", lambda *a, **k: calls.append(k.get("winograd")) or original(*a, **k))
-    x = jt.array(np.random.RandomState(1).uniform(-1, 1, (2, 16, 10, 10)).astype(np.float32))
+    x = jt.array(np.random.RandomState(1).uniform(-1, 1, (2, 128, 16, 16)).astype(np.float32))
     jt.set_global_seed(0)
-    fitting, strided, transposed = nn.Conv2d(16, 16, 3, 1, 1), nn.Conv2d(16, 16, 3, 2, 1), nn.ConvTranspose2d(16, 16, 3)
+    fitting, strided, transposed = (nn.Conv2d(128, 16, 3, 1, 1), nn.Conv2d(128, 16, 3, 2, 1),
+                                    nn.ConvTranspose2d(128, 16, 3))
     outputs = [fitting(x), nn.conv2d(x, fitting.weight, fitting.bias, padding=1), strided(x), transposed(x)]
     assert calls == [True, True]
     winograd.enable(False)
