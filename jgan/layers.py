@@ -6,6 +6,7 @@ same speed. `lr_mul` slows a layer down further (the mapping network uses 0.01):
 stored as N(0, 1/lr_mul^2) and multiplied by c * lr_mul, so its initial value is unchanged and one
 Adam step moves it lr_mul times as far.
 """
+import functools
 import math
 
 import numpy as np
@@ -87,15 +88,34 @@ class EqualConv2d(nn.Module):
 SUBPIXEL_TAPS = ((0, 0, 1), (0, 1, 1), (1, 1, 0), (1, 0, 0))
 
 
-def subpixel_kernel(weight):
+@functools.lru_cache(maxsize=None)
+def _tap_matrix(kind, size, scale, dtype):
+    """The constant (size^2, (size+1)^2) matrix M of a kernel transform: flat(out) = flat(W) M."""
+    if kind == "subpixel":
+        taps = np.asarray(SUBPIXEL_TAPS, dtype=np.float64).T          # (3, 4): [row of W, row of out]
+    else:                                                            # "fused": box average of the padded W
+        taps = np.zeros((size, size + 1))
+        for r in range(size):
+            taps[r, r:r + 2] = 0.5
+    return jt.array((np.kron(taps, taps) * scale).astype(np.float32)).cast(dtype).stop_grad()
+
+
+def _transform_kernel(kind, weight, scale):
+    """flat(W) M for every (out, in) plane of W: one matrix product, so its gradient is one too."""
+    out_channels, in_channels, size, _ = weight.shape
+    matrix = _tap_matrix(kind, size, float(scale), str(weight.dtype))
+    flat = jt.matmul(weight.reshape(out_channels * in_channels, size * size), matrix)
+    return flat.reshape(out_channels, in_channels, size + 1, size + 1)
+
+
+def subpixel_kernel(weight, scale=1.0):
     """The (in, out, 4, 4) kernel of the stride-2, padding-1 transposed convolution that equals
-    nearest x2 upsampling followed by the padding-1 convolution `weight` (out, in, 3, 3).
+    nearest x2 upsampling followed by the padding-1 convolution `scale * weight` (out, in, 3, 3).
 
     Each output pixel of the upsampled map sees a 2x2 window of the input, whose 4 taps are sums
     of the 9 (which sums depends on the pixel's row and column parity), so the pair costs 4 taps
     a pixel instead of 9 and never builds the upsampled input."""
-    taps = jt.array(SUBPIXEL_TAPS, dtype=weight.dtype)
-    return jt.matmul(jt.matmul(taps, weight), taps.transpose()).permute(1, 0, 2, 3)
+    return _transform_kernel("subpixel", weight, scale).permute(1, 0, 2, 3)
 
 
 class ResamplingConv2d(EqualConv2d):
@@ -107,9 +127,8 @@ class ResamplingConv2d(EqualConv2d):
                              f"got {kernel_size}x{kernel_size} with padding {padding}")
         super().__init__(in_channels, out_channels, kernel_size, padding)
 
-    def scaled_weight(self, x):
+    def check_input(self, x):
         check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
-        return self.weight * self.scale
 
 
 class UpsampleConv2d(ResamplingConv2d):
@@ -117,7 +136,8 @@ class UpsampleConv2d(ResamplingConv2d):
     run as one transposed convolution of x (subpixel_kernel)."""
 
     def execute(self, x, slope=None):
-        y = nn.conv_transpose2d(x, subpixel_kernel(self.scaled_weight(x)), stride=2, padding=1)
+        self.check_input(x)
+        y = nn.conv_transpose2d(x, subpixel_kernel(self.weight, self.scale), stride=2, padding=1)
         return add_channel_bias(y, self.bias, slope)
 
 
@@ -129,19 +149,20 @@ class ConvDownsample2d(ResamplingConv2d):
     the pass of the optional leaky ReLU."""
 
     def execute(self, x, slope=None):
-        y = nn.conv2d(x, fused_kernel(self.scaled_weight(x)), stride=2, padding=1)
+        self.check_input(x)
+        y = nn.conv2d(x, fused_kernel(self.weight, self.scale), stride=2, padding=1)
         return add_channel_bias(y, self.bias, slope)
 
 
-def fused_kernel(weight):
-    """The k x k kernel padded to k+2 and box-averaged to k+1: (W00 + W01 + W10 + W11) / 4.
+def fused_kernel(weight, scale=1.0):
+    """The k x k kernel `scale * weight` padded to k+2 and box-averaged to k+1:
+    (W00 + W01 + W10 + W11) / 4.
 
     A stride-2 convolution with this kernel equals a k x k convolution followed by 2x2 average
     pooling; a stride-2 transposed convolution with it, nearest upsampling followed by a k x k
     convolution, divided by 4.
     """
-    w = nn.pad(weight, [1, 1, 1, 1])
-    return (w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]) / 4
+    return _transform_kernel("fused", weight, scale)
 
 
 class FusedResample(nn.Module):
@@ -157,7 +178,7 @@ class FusedResample(nn.Module):
 
     def kernel(self, x):
         check_shape(f"{type(self).__name__} input", x, (None, self.in_channels, None, None))
-        return fused_kernel(self.weight * self.scale)
+        return fused_kernel(self.weight, self.scale)
 
 
 class FusedUpsample(FusedResample):
