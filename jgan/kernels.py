@@ -512,8 +512,24 @@ __global__ static void multi_tensor_ARITY(PARAMETERS, long long count, const T* 
 """
 
 
+MULTI_TENSOR_CHUNK = 1 << 20  # elements of one role per kernel op: bounds the outputs held with their inputs
+
+
+def _chunks(tensors, limit):
+    """Consecutive index ranges of `tensors` of at most `limit` elements each (one larger tensor alone)."""
+    start, size = 0, 0
+    for j, var in enumerate(tensors):
+        if size and size + var.numel() > limit:
+            yield range(start, j)
+            start, size = j, 0
+        size += var.numel()
+    yield range(start, len(tensors))
+
+
 def multi_tensor_update(body, roles, hyper, outputs):
-    """Apply `body` element-wise to k tensors at once, in one kernel op (one launch per tensor).
+    """Apply `body` element-wise to k tensors at once, in kernel ops (one launch per tensor) of at
+    most MULTI_TENSOR_CHUNK elements a role: each op's new values are allocated while its inputs
+    are alive, so a single op over a large model would hold two copies of its state at once.
 
     `roles` is a list of r lists of k Vars (e.g. parameters, gradients, moments): tensor j of every
     role has one shape. `body` is C code over element i that reads in0[i] .. in{r-1}[i] and the
@@ -527,6 +543,17 @@ def multi_tensor_update(body, roles, hyper, outputs):
     dtype = roles[0][0].dtype
     if any(var.dtype != dtype for role in roles for var in role):
         raise ValueError(f"multi_tensor_update needs tensors of one dtype ({dtype}).")
+    new = [[] for _ in range(outputs)]
+    for chunk in _chunks(roles[0], MULTI_TENSOR_CHUNK):
+        for role, part in zip(new, _multi_tensor_op(body, [[role[j] for j in chunk] for role in roles],
+                                                    hyper, outputs)):
+            role.extend(part)
+    return new
+
+
+def _multi_tensor_op(body, roles, hyper, outputs):
+    """One kernel op of multi_tensor_update."""
+    count, dtype = len(roles[0]), roles[0][0].dtype
     arity = f"{len(roles)}_{outputs}"
     parameters = ", ".join([f"const T* __restrict__ in{r}" for r in range(len(roles))]
                            + [f"T* __restrict__ out{o}" for o in range(outputs)])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from jgan import kernels
 from jgan.kernels import (add_channel_bias, average_pool_2x2, binomial_blur, group_affine, group_dot,
                           group_sum, leaky_relu, multi_tensor_update, upsample_nearest_2x)
 from jgan.optim import FusedAdam
@@ -161,6 +162,22 @@ def test_multi_tensor_update_applies_its_body_to_every_tensor():
         assert_close("product", product, x * y, atol=1e-6)
     with pytest.raises(ValueError, match="same positive number of tensors"):
         multi_tensor_update("out0[i] = in0[i];", [[jt.array(a[0])], []], hyper, outputs=1)
+
+
+def test_multi_tensor_update_bounds_each_op_by_the_chunk_size(monkeypatch):
+    """Each kernel op's outputs are allocated while its inputs live: a large model is updated in
+    ops of at most MULTI_TENSOR_CHUNK elements a role (a larger tensor alone), with the same values."""
+    shapes = [(3,), (50000,), (2, 5, 7), (40000,), (9,), (120000,)]
+    a = [random_array(*shape, seed=k) for k, shape in enumerate(shapes)]
+    ops = []
+    one_op = kernels._multi_tensor_op
+    monkeypatch.setattr(kernels, "_multi_tensor_op",
+                        lambda body, roles, *rest: ops.append([v.numel() for v in roles[0]]) or one_op(body, roles, *rest))
+    monkeypatch.setattr(kernels, "MULTI_TENSOR_CHUNK", 60000)
+    doubled, = multi_tensor_update("out0[i] = h[0] * in0[i];", [[jt.array(x) for x in a]], jt.array([2.0]), outputs=1)
+    assert ops == [[3, 50000, 70], [40000, 9], [120000]]
+    for x, y in zip(a, doubled):
+        assert_close("chunked update", y, 2 * x, atol=1e-6)
 
 
 def adam_run(make_optimizer, params, losses, step, set_lr):
