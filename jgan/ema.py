@@ -17,25 +17,31 @@ def copy_weights(source, target):
     target.load_state_dict({k: v.clone() for k, v in source.state_dict().items()})
 
 
-def accumulate(ema, model, decay, averaged=None):
-    """EMA of the weights, ema = decay * ema + (1 - decay) * model (one multi-tensor kernel op),
-    over the state entries named in `averaged` (default: the model's trainable weights); the
-    other entries (buffers) are copied as they are."""
-    averaged = trainable_names(model) if averaged is None else averaged
-    model_state = model.state_dict()
-    targets, sources = [], []
-    for name, var in ema.state_dict().items():
-        source = model_state[name].detach()
-        if name in averaged:
-            targets.append(var)
-            sources.append(source)
-        else:
-            var.update(source)
-    if targets:
-        hyper = jt.array([decay, 1 - decay], dtype=targets[0].dtype)
-        updated, = multi_tensor_update(EMA_BODY, [targets, sources], hyper, outputs=1)
-        for var, new in zip(targets, updated):
-            var.update(new)
+class WeightAverage:
+    """The EMA of a model's weights in a copy of it, ema = decay * ema + (1 - decay) * model (in
+    multi-tensor kernel ops), over the state entries named in `averaged` (default: the model's
+    trainable weights); the other entries (buffers) are copied as they are.
+
+    The pairs of Vars are looked up once: Jittor keeps a Var's identity through `update` and
+    `load_state_dict`, and walking both module trees at every step costs more than the update."""
+
+    def __init__(self, ema, model, averaged=None):
+        averaged = trainable_names(model) if averaged is None else averaged
+        model_state = model.state_dict()
+        self.averaged, self.copied = [], []
+        for name, var in ema.state_dict().items():
+            (self.averaged if name in averaged else self.copied).append((var, model_state[name]))
+
+    def update(self, decay):
+        for target, source in self.copied:
+            target.update(source.detach())
+        if self.averaged:
+            targets = [target for target, _ in self.averaged]
+            hyper = jt.array([decay, 1 - decay], dtype=targets[0].dtype)
+            updated, = multi_tensor_update(EMA_BODY, [targets, [source.detach() for _, source in self.averaged]],
+                                           hyper, outputs=1)
+            for target, new in zip(targets, updated):
+                target.update(new)
 
 
 def ramped_decay(decay, step_images, shown, rampup):

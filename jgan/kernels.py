@@ -9,6 +9,8 @@ differentiable ones are wrapped in `jt.Function`s whose gradient is again such a
 plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties differentiate twice) stay
 on the fast path.
 """
+import functools
+
 import jittor as jt
 
 
@@ -265,10 +267,15 @@ _GROUP_AFFINE_CUDA = ("group_affine_kernel<<<(int)std::min(((long long)in0_shape
                       " * in0_shape3 + 255) / 256, 65536LL), 256>>>(@ARGS);")
 
 
-def _layout(source, per_channel, channels_last):
-    return (source.replace("PER_CHANNEL", "1" if per_channel else "0")
-            .replace("CHANNELS_LAST", "1" if channels_last else "0")
-            .replace("CHANNELS", "in0_shape3" if channels_last else "in0_shape1"))
+@functools.lru_cache(maxsize=None)
+def _layout(source, per_channel, channels_last, *terms):
+    """`source` for a layout, then with each (NAME, text) of `terms` put in; made once per call shape."""
+    source = (source.replace("PER_CHANNEL", "1" if per_channel else "0")
+              .replace("CHANNELS_LAST", "1" if channels_last else "0")
+              .replace("CHANNELS", "in0_shape3" if channels_last else "in0_shape1"))
+    for name, text in terms:
+        source = source.replace(name, text)
+    return source
 
 
 def _channel_axis(channels_last):
@@ -293,8 +300,8 @@ def _group_reduce(inputs, term, per_channel, channels_last):
     cpu = _GROUP_REDUCE_CHANNELS_LAST_CPU if channels_last else _GROUP_REDUCE_CPU
     return _code(_group_shape(x, per_channel, channels_last), x.dtype, inputs,
                  cpu_header=_CHANNELS_LAST_CPU_HEADER if channels_last else "",
-                 cpu_src=_layout(cpu, per_channel, channels_last).replace("TERM", term),
-                 cuda_header=_layout(_GROUP_REDUCE_CUDA_HEADER, per_channel, channels_last).replace("TERM", term),
+                 cpu_src=_layout(cpu, per_channel, channels_last, ("TERM", term)),
+                 cuda_header=_layout(_GROUP_REDUCE_CUDA_HEADER, per_channel, channels_last, ("TERM", term)),
                  cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel, channels_last))
 
 
@@ -360,11 +367,8 @@ class _GroupAffine(jt.Function):
                   f"template <class T> inline HOST_DEVICE T leaky(T v) {{ return {_leaky('v', 'v', self.slope)}; }}")
 
         def fill(source):
-            source = _layout(source, self.per_channel, self.channels_last)
-            source = source.replace("ACTIVATION", "" if self.slope is None else "leaky")
-            for name, term in terms.items():
-                source = source.replace(name, term)
-            return source
+            return _layout(source, self.per_channel, self.channels_last,
+                           ("ACTIVATION", "" if self.slope is None else "leaky"), *terms.items())
         cpu = _GROUP_AFFINE_CHANNELS_LAST_CPU if self.channels_last else _GROUP_AFFINE_CPU
         y = _code(x.shape, x.dtype, inputs, cpu_header=helper.replace("HOST_DEVICE ", ""), cpu_src=fill(cpu),
                   cuda_header=helper.replace("HOST_DEVICE", "__device__") + fill(_GROUP_AFFINE_CUDA_HEADER),
@@ -554,27 +558,33 @@ def multi_tensor_update(body, roles, hyper, outputs):
 def _multi_tensor_op(body, roles, hyper, outputs):
     """One kernel op of multi_tensor_update."""
     count, dtype = len(roles[0]), roles[0][0].dtype
-    arity = f"{len(roles)}_{outputs}"
-    parameters = ", ".join([f"const T* __restrict__ in{r}" for r in range(len(roles))]
+    shapes = [var.shape for var in roles[0]] * outputs
+    new = _code(shapes, [dtype] * len(shapes), [var for role in roles for var in role] + [hyper],
+                **_multi_tensor_sources(body, len(roles), outputs, count))
+    return [list(new[o * count:(o + 1) * count]) for o in range(outputs)]
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_tensor_sources(body, arity_in, outputs, count):
+    """The jt.code sources of a multi-tensor op; made once per shape of call (they are long strings)."""
+    arity = f"{arity_in}_{outputs}"
+    parameters = ", ".join([f"const T* __restrict__ in{r}" for r in range(arity_in)]
                            + [f"T* __restrict__ out{o}" for o in range(outputs)])
-    first_output = len(roles) * count
+    first_output = arity_in * count
 
     def arguments(j):
-        return ", ".join([f"in{r * count + j}_p" for r in range(len(roles))]
+        return ", ".join([f"in{r * count + j}_p" for r in range(arity_in)]
                          + [f"out{o * count + j}_p" for o in range(outputs)]
                          + [f"in{j}->num", f"in{first_output}_p"])
 
     def header(template):
         return (template.replace("ARITY", arity).replace("PARAMETERS", parameters)
                 .replace("BODY", body))
-    cpu_src = "\n".join(f"multi_tensor_{arity}({arguments(j)});" for j in range(count))
-    cuda_src = "\n".join(f"multi_tensor_{arity}<<<(int)std::min<long long>((in{j}->num + 255) / 256, 65536), 256>>>"
-                         f"({arguments(j)});" for j in range(count))
-    shapes = [var.shape for var in roles[0]] * outputs
-    new = _code(shapes, [dtype] * len(shapes), [var for role in roles for var in role] + [hyper],
-                cpu_header=header(_MULTI_TENSOR_CPU_HEADER), cpu_src=cpu_src,
-                cuda_header=header(_MULTI_TENSOR_CUDA_HEADER), cuda_src=cuda_src)
-    return [list(new[o * count:(o + 1) * count]) for o in range(outputs)]
+    return {"cpu_header": header(_MULTI_TENSOR_CPU_HEADER),
+            "cpu_src": "\n".join(f"multi_tensor_{arity}({arguments(j)});" for j in range(count)),
+            "cuda_header": header(_MULTI_TENSOR_CUDA_HEADER),
+            "cuda_src": "\n".join(f"multi_tensor_{arity}<<<(int)std::min<long long>((in{j}->num + 255) / 256, "
+                                   f"65536), 256>>>({arguments(j)});" for j in range(count))}
 
 
 # Separable: the [1 2 1] sums along each row into a per-thread buffer, then [1 2 1] down the

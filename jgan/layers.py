@@ -60,7 +60,7 @@ class EqualLinear(nn.Module):
 
     def execute(self, x):
         check_shape("EqualLinear input", x, (None, self.in_dim))
-        return jt.matmul(x, (self.weight * self.scale).transpose()) + self.bias * self.lr_mul
+        return nn.matmul_transpose(x, self.weight) * self.scale + self.bias * self.lr_mul
 
 
 class EqualConv2d(nn.Module):

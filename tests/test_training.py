@@ -11,7 +11,7 @@ from jittor import nn
 from jgan import checkpoint as ckpt
 from jgan.benchmark import KernelLog
 from jgan.config import load_config
-from jgan.ema import accumulate
+from jgan.ema import WeightAverage
 from jgan.models.base import StepContext
 from jgan.models.stylegan import NO_MIXING
 from jgan.training import Trainer
@@ -114,11 +114,23 @@ def test_ema_is_the_running_average_of_the_weights():
     ema.eval()
     before = {k: v.numpy().copy() for k, v in ema.state_dict().items()}
     model_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    accumulate(ema, model, 0.9)
+    WeightAverage(ema, model).update(0.9)
     after = {k: v.numpy() for k, v in ema.state_dict().items()}
     np.testing.assert_allclose(after["0.weight"], 0.9 * before["0.weight"] + 0.1 * model_state["0.weight"],
                                rtol=1e-6)
     np.testing.assert_array_equal(after["1.running_mean"], model_state["1.running_mean"])
+
+
+def test_the_weight_average_follows_weights_loaded_after_it_was_made():
+    """WeightAverage finds its pairs of Vars once; a state loaded into the model (resume,
+    --init-from) must still be what it averages."""
+    model, ema = nn.Linear(3, 2), nn.Linear(3, 2)
+    average = WeightAverage(ema, model)
+    loaded = np.full((2, 3), 4.0, dtype=np.float32)
+    model.load_state_dict({"weight": loaded, "bias": np.zeros(2, dtype=np.float32)})
+    before = ema.weight.numpy().copy()
+    average.update(0.5)
+    np.testing.assert_allclose(ema.weight.numpy(), 0.5 * before + 0.5 * loaded, rtol=1e-6)
 
 
 def test_a_phase_trains_only_the_weights_it_reaches_and_keeps_the_rest_as_they_were(tmp_path):

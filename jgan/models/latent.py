@@ -6,7 +6,7 @@ import jittor as jt
 from jgan import registry
 from jgan.augment import AdaptiveProbability, Augment, probability_var
 from jgan.checkpoint import load_module_state
-from jgan.ema import accumulate, copy_weights, ramped_decay, trainable_names
+from jgan.ema import WeightAverage, copy_weights, ramped_decay, trainable_names
 from jgan.losses import Critic, build_loss
 from jgan.models.base import GANModel
 from jgan.mpi import mean_over_ranks
@@ -32,6 +32,7 @@ class LatentGAN(GANModel):
             self.generator_ema = self.build_generator(config["model"])
             copy_weights(self.generator, self.generator_ema)
             self.generator_ema.eval()
+            self.weight_average = WeightAverage(self.generator_ema, self.generator, self.generator_weights)
         self.loss = build_loss(**config["loss"])
         optim = config["optim"]
         self.optimizer_g = build_optimizer(self.generator.parameters(), optim, optim["lr_g"])
@@ -142,5 +143,5 @@ class LatentGAN(GANModel):
         if self.generator_ema is not None:
             decay = ramped_decay(self.ema_decay, self.n_critic * context.phase.batch, context.images,
                                  self.ema_rampup)
-            accumulate(self.generator_ema, self.generator, decay, self.generator_weights)
+            self.weight_average.update(decay)
         return {"g_loss": g_loss, **g_terms, **terms}
