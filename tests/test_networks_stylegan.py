@@ -236,6 +236,21 @@ def test_w_avg_is_a_stop_grad_buffer_tracked_by_update_w_avg():
     assert g.w_avg.is_stop_grad()
 
 
+def test_a_training_pass_keeps_the_w_of_its_first_latents_for_w_avg_and_not_as_state():
+    """The running average w is updated from the generator step's own w (no extra mapping pass):
+    the generator keeps the w of the first z of its last training pass, outside its state."""
+    g = StyledGenerator(CODE, N_MLP, CHANNELS)
+    rng = np.random.RandomState(3)
+    z1, z2 = (jt.array(rng.randn(4, CODE).astype(np.float32)) for _ in range(2))
+    g.train()
+    g([z1, z2], level=1)
+    compare("w of the first latents", g.training_w, g.style(z1).numpy(), atol=1e-6)
+    g.eval()
+    g([z2], level=1)
+    compare("unchanged by an evaluation pass", g.training_w, g.style(z1).numpy(), atol=1e-6)
+    assert not any("training_w" in name for name in g.state_dict())
+
+
 def test_generator_checks_its_inputs(generators):
     jt_g, _ = generators
     z = jt.array(latents()[0])

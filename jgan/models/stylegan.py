@@ -32,8 +32,10 @@ class StyleGANModel(PGGANModel):
         return (z,), {"crossover": scalar_var(crossover)}
 
     def after_generator_step(self, context, batch):
-        """Update the running average w (the truncation centre), averaged over the MPI ranks."""
+        """Update the running average w (the truncation centre), averaged over the MPI ranks, with
+        the w of the generator step's first latents (as NVIDIA's mapping network tracks it), so
+        that no extra pass through the mapping network is made."""
         with jt.no_grad():
-            self.generator.update_w_avg(self.generator.style(jt.randn(batch, self.latent_size)), W_AVG_DECAY)
+            self.generator.update_w_avg(self.generator.training_w, W_AVG_DECAY)
             if context.world > 1:
                 self.generator.w_avg.update(mean_over_ranks(self.generator.w_avg).stop_grad())

@@ -106,6 +106,7 @@ class StyledGenerator(nn.Module):
             for i, width in enumerate(self.channels)])
         self.to_rgb = nn.ModuleList([ToRGB(width, image_channels) for width in self.channels])
         self.w_avg = jt.zeros((1, code_dim)).stop_grad()
+        self._training_w = None   # "_": not state (Jittor's state_dict skips such names)
 
     @property
     def max_level(self):
@@ -119,6 +120,11 @@ class StyledGenerator(nn.Module):
     def mean_style(self, z):
         """The average w of the latents z, shape (1, code_dim) (rosinality's truncation centre)."""
         return self.style(z).mean(dim=0, keepdims=True)
+
+    @property
+    def training_w(self):
+        """w of the first latents of the last forward pass in training mode (None before one)."""
+        return self._training_w
 
     def update_w_avg(self, w, decay):
         """w_avg <- decay * w_avg + (1 - decay) * mean(w): the running average latent of training."""
@@ -142,6 +148,8 @@ class StyledGenerator(nn.Module):
         self._check_inputs(latents, level)
         batch = latents[0].shape[0]
         styles = self.map_latents(latents)
+        if self.is_training():
+            self._training_w = styles[0].detach()
         truncated = styles if mean_style is None else [
             mean_style + style_weight * (s - mean_style) for s in styles]
         cutoff = level + 1 if truncation_cutoff is None else truncation_cutoff
