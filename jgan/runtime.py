@@ -257,9 +257,10 @@ def device():
 
 def set_precision(precision, winograd=False):
     """Run Jittor's convolutions in float32 ("fp32"), where winograd and the CPU can, those that fit
-    by Winograd's algorithm (jgan.winograd), or with bfloat16 products ("bf16", jgan.onednn_conv);
+    by Winograd's algorithm (jgan.winograd; the DCGAN family's 4x4 stride-2 ones by
+    jgan.strided_winograd), or with bfloat16 products ("bf16", jgan.onednn_conv);
     refuses bf16 where it cannot run, in one sentence."""
-    from jgan import onednn_conv
+    from jgan import onednn_conv, strided_winograd
     from jgan import winograd as winograd_conv
     problem = onednn_conv.check_supported() if precision == "bf16" else None
     if problem:
@@ -267,6 +268,7 @@ def set_precision(precision, winograd=False):
         raise ConfigError(problem)
     onednn_conv.enable_bfloat16(False)   # the routes stack: the newest goes first
     winograd_conv.enable(False)
+    strided_winograd.enable(precision == "fp32" and winograd and strided_winograd.supported())
     if precision == "bf16":
         onednn_conv.enable_bfloat16(True)
     elif winograd and winograd_conv.supported():

@@ -17,7 +17,7 @@ import math
 import jittor as jt
 from jittor import nn
 
-from jgan import onednn_conv
+from jgan import onednn_conv, strided_winograd
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
 from jgan.batching import score_batches
@@ -79,14 +79,21 @@ def is_convolution(layer):
 
 
 def convolve_channels_last(layer, x):
-    """A convolution layer of these nets on a (N, H, W, C) input, by jgan.onednn_conv."""
+    """A convolution layer of these nets on a (N, H, W, C) input: by Winograd's F(4x4, 2x2) where
+    jgan.strided_winograd takes it, else by jgan.onednn_conv."""
     layout = {"channels_last": True, "bfloat16": onednn_conv.bfloat16_enabled()}
     if isinstance(layer, ResizeConv):
-        return onednn_conv.conv_transpose2d(x, layer.transposed_kernel(), stride=2, padding=1, **layout)
-    if isinstance(layer, nn.ConvTranspose):
-        return onednn_conv.conv_transpose2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
-                                            layer.output_padding, **layout)
-    return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, **layout)
+        weight, bias, stride, padding, output_padding = layer.transposed_kernel(), None, 2, 1, 0
+    elif isinstance(layer, nn.ConvTranspose):
+        weight, bias, stride, padding, output_padding = (layer.weight, layer.bias, layer.stride, layer.padding,
+                                                         layer.output_padding)
+    elif strided_winograd.takes(x, layer.weight, layer.stride, layer.padding):
+        return strided_winograd.conv2d(x, layer.weight, layer.bias)
+    else:
+        return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, **layout)
+    if strided_winograd.takes(x, weight, stride, padding, output_padding):
+        return strided_winograd.conv_transpose2d(x, weight, bias)
+    return onednn_conv.conv_transpose2d(x, weight, bias, stride, padding, output_padding, **layout)
 
 
 def channels_last():
