@@ -35,6 +35,14 @@ def shape_image(index):
     return image
 
 
+@pytest.fixture(autouse=True)
+def default_convolutions():
+    """Every test starts with float32 convolutions on their direct algorithms: a Trainer built by an
+    earlier test turns on Winograd's (train.winograd), which adds in another order."""
+    runtime.set_precision("fp32")
+    yield
+
+
 def write_folder(folder, files):
     """Writes {relative path: PIL image or bytes} under `folder` (images saved by their extension)."""
     folder = Path(folder)
