@@ -67,8 +67,9 @@ class Train(Section):
     precision: Literal["fp32", "bf16"] = key("arithmetic of the convolutions: fp32, or bf16 = bfloat16 products "
                                              "with float32 sums and results (CPUs with AMX or AVX-512 BF16 only)",
                                              "fp32")
-    winograd: bool = key("with precision fp32 on a CPU with AVX-512, run 3x3 stride-1 convolutions by Winograd's "
-                         "algorithm (oneDNN): the same sums in another order, in fewer products", True)
+    winograd: bool = key("with precision fp32 on the CPU, run convolutions by Winograd's algorithm: 3x3 stride-1 "
+                         "ones (oneDNN, AVX-512 only) and the DCGAN family's 4x4 stride-2 ones and their transposes: "
+                         "the same sums in another order, in fewer products", True)
     num_workers: int = key("data-loader threads that decode the next batches while the model trains", 2,
                            ge=0, le=64)
     sample_every: int = key("steps between fixed-noise sample grids", 500, ge=1)

@@ -28,6 +28,7 @@ from jgan.conv_route import pair
 TILE = 4           # output pixels per side of a tile
 POINTS = 25        # 5x5 points of Winograd's domain per tile
 FEWEST_CHANNELS = 16   # below it (an RGB image's side) the transforms cost more than the products save
+FEWEST_TILES = 64      # output tiles of all images below which the weights' transforms cost more
 _state = {"enabled": False}
 
 _HEADER = r"""
@@ -347,9 +348,8 @@ def _products(a, b, ta=False, tb=False):
 
 def _tile_shapes(geometry):
     """The shapes of U, M and W."""
-    n, oh, ow, out_channels = geometry.y
-    tiles, k = n * -(-oh // TILE) * -(-ow // TILE), 4 * geometry.x[3]
-    return (tiles, POINTS, k), (tiles, POINTS, out_channels), (k, POINTS, out_channels)
+    count, k, out_channels = tiles(geometry.y, transposed=True), 4 * geometry.x[3], geometry.y[3]
+    return (count, POINTS, k), (count, POINTS, out_channels), (k, POINTS, out_channels)
 
 
 def _by_weights(u, w, geometry):
@@ -361,8 +361,8 @@ def _by_transposed_weights(m, w, geometry):
     """M (P, 25, O) by the transpose of the weights' tiles: U (P, 25, 4C); with few tiles and many
     rows of W, by W laid out transposed (oneDNN multiplies by a transposed W of many rows at half
     speed)."""
-    (tiles, _, k), _, (_, _, out_channels) = _tile_shapes(geometry)
-    if 4 * tiles <= k:
+    (count, _, k), _, (_, _, out_channels) = _tile_shapes(geometry)
+    if 4 * count <= k:
         return _products(m, _map("transposed_weight_tiles", w, (out_channels, POINTS, k), geometry))
     return _products(m, _map("weight_tiles", w, (k, POINTS, out_channels), geometry), tb=True)
 
@@ -501,10 +501,19 @@ def enabled():
     return _state["enabled"]
 
 
-def takes(x, weight, stride, padding, output_padding=0):
+def tiles(x_shape, transposed=False):
+    """The 4x4 output tiles (of the convolution, whose output is the transposed one's input) of all
+    images of a channels-last (N, H, W, C) input."""
+    n, h, w, _ = x_shape
+    out_h, out_w = (h, w) if transposed else (h // 2, w // 2)
+    return n * -(-out_h // TILE) * -(-out_w // TILE)
+
+
+def takes(x, weight, stride, padding, output_padding=0, transposed=False):
     """Whether a 4x4 convolution (or transposed one) of stride 2, padding 1 on channels-last x with
-    these weights runs here: while enabled, on the CPU, float32, both sides FEWEST_CHANNELS or more."""
+    these weights runs here: while enabled, on the CPU, float32, both sides FEWEST_CHANNELS or more,
+    FEWEST_TILES or more."""
     return (enabled() and not jt.flags.use_cuda and x.dtype == "float32" and weight.dtype == "float32"
             and tuple(weight.shape[2:]) == (4, 4) and pair(stride) == (2, 2) and pair(padding) == (1, 1)
-            and pair(output_padding) == (0, 0) and min(weight.shape[:2]) >= FEWEST_CHANNELS)
-
+            and pair(output_padding) == (0, 0) and min(weight.shape[:2]) >= FEWEST_CHANNELS
+            and tiles(x.shape, transposed) >= FEWEST_TILES)

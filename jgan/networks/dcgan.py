@@ -91,7 +91,7 @@ def convolve_channels_last(layer, x):
         return strided_winograd.conv2d(x, layer.weight, layer.bias)
     else:
         return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, **layout)
-    if strided_winograd.takes(x, weight, stride, padding, output_padding):
+    if strided_winograd.takes(x, weight, stride, padding, output_padding, transposed=True):
         return strided_winograd.conv_transpose2d(x, weight, bias)
     return onednn_conv.conv_transpose2d(x, weight, bias, stride, padding, output_padding, **layout)
 
