@@ -44,7 +44,8 @@ from jgan import registry  # noqa: E402  (imports no Jittor)
 PROGRESSIVE_SIZES = (8, 16, 32, 64)
 FIXED_SIZES = (32, 64)
 ITERATION_ARCHS = registry.TABLE_ARCHS + registry.names(translates=True)
-QUICK = {"batch": 8, "repeats": 5, "warmup": 2, "sizes": (32,), "progressive_sizes": (8, 16, 32)}
+QUICK = {"batch": 8, "repeats": 5, "warmup": 2, "sizes": (32,), "progressive_sizes": (8, 16, 32),
+         "presets": (("dcgan", 64, 64),)}   # with --quick, also DCGAN at its preset: 64 px, batch 64
 SYNTHETIC_BATCHES = 4   # distinct image batches each side cycles through
 ANSWER_FD = "BENCH_ANSWER_FD"   # workers answer on this descriptor: their stdout is the frameworks'
 
@@ -173,9 +174,9 @@ class Worker:
 
 
 # ----- the parent -------------------------------------------------------------------------------
-def bench_row(arch, size, args):
+def bench_row(arch, size, batch, args):
     """Run one row with a jgan and a torch worker, alternating; returns its JSON object."""
-    setup = {"arch": arch, "size": size, "batch": args.batch, "tiny": args.tiny,
+    setup = {"arch": arch, "size": size, "batch": batch, "tiny": args.tiny,
              "device": args.device, "threads": args.threads, "precision": args.precision}
     jgan = Worker("jgan", setup, args.threads)
     ready = jgan.ready
@@ -251,13 +252,18 @@ def header(columns=COLUMNS):
 
 
 def rows_of(args):
+    """(arch, size, batch) of each row: --batch (None: the preset's) at each size, then with --quick
+    (and no --sizes or --batch of the user's) the presets' rows of the archs asked for."""
     for arch in args.archs:
         progressive = registry.get(arch).progressive
         for size in (args.sizes or (args.progressive_sizes if progressive else args.fixed_sizes)):
             if not progressive and size < 16:
                 print(f"bench: skipping {arch} at {size} px (DCGAN nets start at 16 px)", file=sys.stderr)
                 continue
-            yield arch, size
+            yield arch, size, args.batch
+    for arch, size, batch in args.presets:
+        if arch in args.archs:
+            yield arch, size, batch
 
 
 # ----- end to end: train.py against the PyTorch reference loop ----------------------------------
@@ -540,7 +546,8 @@ def build_parser():
                              "AVX-512 BF16)")
     parser.add_argument("--quick", action="store_true",
                         help=f"batch {QUICK['batch']}, {QUICK['repeats']} repeats, 32 px for the DCGAN "
-                             f"family and {QUICK['progressive_sizes']} px for StyleGAN")
+                             f"family and {QUICK['progressive_sizes']} px for StyleGAN, and DCGAN at its "
+                             f"preset (64 px, batch 64)")
     parser.add_argument("--json", type=Path, help="write the rows to this JSON file")
     parser.add_argument("--mpi", action="store_true",
                         help="instead: train.py under mpirun with 1 and 2 ranks at the same global batch "
@@ -584,8 +591,8 @@ def mpi_main(args):
     """1 vs 2 MPI ranks at the same global batch: seconds per iteration and parallel efficiency."""
     rows = []
     print("arch       px batch  1 rank s  2 ranks s  speedup  efficiency")
-    for arch, size in rows_of(args):
-        batch = args.batch or 16
+    for arch, size, batch in rows_of(args):
+        batch = batch or 16
         with tempfile.TemporaryDirectory() as folder:
             one = mpi_seconds_per_iteration(arch, size, batch, 1, args, Path(folder))
             two = mpi_seconds_per_iteration(arch, size, batch, 2, args, Path(folder))
@@ -645,6 +652,18 @@ def warn_if_loaded():
               file=sys.stderr)
 
 
+def iteration_defaults(args):
+    """Fill in what the per-iteration rows (and --mpi) use where the flags leave it open."""
+    args.archs = args.archs or list(ITERATION_ARCHS)
+    args.repeats = args.repeats or (QUICK["repeats"] if args.quick else 10)
+    args.warmup = QUICK["warmup"] if args.warmup is None else args.warmup
+    args.check = 2 if args.check is None else args.check
+    args.presets = QUICK["presets"] if args.quick and not (args.sizes or args.batch) else ()
+    args.batch = args.batch or (QUICK["batch"] if args.quick else None)
+    args.fixed_sizes = QUICK["sizes"] if args.quick else FIXED_SIZES
+    args.progressive_sizes = QUICK["progressive_sizes"] if args.quick else PROGRESSIVE_SIZES
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.worker in ("e2e-jgan", "e2e-torch"):
@@ -660,13 +679,7 @@ def main(argv=None):
         args.archs = args.archs or list(E2E_QUICK if args.quick else registry.names())
         args.repeats = args.repeats or 1
         return e2e_main(args)
-    args.archs = args.archs or list(ITERATION_ARCHS)
-    args.repeats = args.repeats or (QUICK["repeats"] if args.quick else 10)
-    args.warmup = QUICK["warmup"] if args.warmup is None else args.warmup
-    args.check = 2 if args.check is None else args.check
-    args.batch = args.batch or (QUICK["batch"] if args.quick else None)
-    args.fixed_sizes = QUICK["sizes"] if args.quick else FIXED_SIZES
-    args.progressive_sizes = QUICK["progressive_sizes"] if args.quick else PROGRESSIVE_SIZES
+    iteration_defaults(args)
     if args.mpi:
         return mpi_main(args)
     print(f"bench: {args.threads} threads per framework, synthetic images, median of "
@@ -674,9 +687,9 @@ def main(argv=None):
     warn_if_loaded()
     print(header(), flush=True)
     rows = []
-    for arch, size in rows_of(args):
+    for arch, size, batch in rows_of(args):
         try:
-            row = bench_row(arch, size, args)
+            row = bench_row(arch, size, batch, args)
         except RuntimeError as error:
             print(f"bench: {arch} at {size} px failed: {error}", file=sys.stderr)
             continue

@@ -65,6 +65,19 @@ def fake_run(clock, steps, startup, per_step, parts_per_step):
     return bench.timed_run(launch, steps, clock)
 
 
+@pytest.mark.parametrize("flags, dcgan_rows", [
+    (["--quick"], [("dcgan", 32, 8), ("dcgan", 64, 64)]),         # the DCGAN preset row too
+    (["--quick", "--sizes", "32"], [("dcgan", 32, 8)]),           # the user's sizes only
+    (["--quick", "--batch", "4"], [("dcgan", 32, 4)]),            # the user's batch only
+    (["--quick", "--archs", "stylegan"], []),
+    ([], [("dcgan", 32, None), ("dcgan", 64, None)]),             # without --quick: every size at the preset's batch
+])
+def test_the_rows_of_the_iteration_table(flags, dcgan_rows):
+    args = bench.build_parser().parse_args(flags)
+    bench.iteration_defaults(args)
+    assert [row for row in bench.rows_of(args) if row[0] == "dcgan"] == dcgan_rows
+
+
 def test_the_difference_of_two_run_lengths_removes_start_up():
     clock = FakeClock()
     short = fake_run(clock, 5, startup=30.0, per_step=0.5, parts_per_step={})
