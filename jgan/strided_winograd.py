@@ -10,14 +10,16 @@ outputs, oneDNN's sgemm); three linear maps around them carry the tiles of the i
 weights and of the output in and out of Winograd's domain. oneDNN has no Winograd form of these
 convolutions (its primitives take 3x3 stride-1 ones only).
 
-Each linear map is one multi-threaded kernel whose gradient is its adjoint (and the adjoint's, the
-map), and the gradients of the matrix products are matrix products, so every gradient of any
-order (the WGAN-GP penalty's) stays in this form: the data gradient of a convolution is its
-transpose, the same maps in the other order. The sums are the convolution's in another order, so
-results differ from the direct algorithm's by rounding only (the interpolation points 0, 1, -1,
-1/2 and infinity keep the transforms' constants small). Activations are channels-last,
-(N, H, W, C), as the DCGAN family's nets keep them (jgan.networks.dcgan); weights are
-(O, C, 4, 4) as Jittor's.
+A convolution, its transpose (its data gradient) and its weight gradient are each one
+differentiable computation whose gradients are the other two (so gradients of any order, the
+WGAN-GP penalty's, stay here), built of the same maps and products in other orders. None keeps
+anything of Winograd's domain for its gradients (the input's tiles are 1.56 times the input, the
+weights' 6.25 times the weights): the gradients transform again, both from one transform of the
+result's gradient. The sums are the convolution's in another order, so results differ from the
+direct algorithm's by rounding only (the interpolation points 0, 1, -1, 1/2 and infinity keep the
+transforms' constants small). Activations are channels-last, (N, H, W, C), as the DCGAN family's
+nets keep them (jgan.networks.dcgan); weights are (O, C, 4, 4) as Jittor's. Only convolutions whose
+output has FEWEST_TILES tiles or more are worth it: the weights' transforms are paid at every call.
 """
 from collections import namedtuple
 

@@ -82,18 +82,22 @@ def convolve_channels_last(layer, x):
     """A convolution layer of these nets on a (N, H, W, C) input: by Winograd's F(4x4, 2x2) where
     jgan.strided_winograd takes it, else by jgan.onednn_conv."""
     layout = {"channels_last": True, "bfloat16": onednn_conv.bfloat16_enabled()}
-    if isinstance(layer, ResizeConv):
-        weight, bias, stride, padding, output_padding = layer.transposed_kernel(), None, 2, 1, 0
-    elif isinstance(layer, nn.ConvTranspose):
-        weight, bias, stride, padding, output_padding = (layer.weight, layer.bias, layer.stride, layer.padding,
-                                                         layer.output_padding)
-    elif strided_winograd.takes(x, layer.weight, layer.stride, layer.padding):
-        return strided_winograd.conv2d(x, layer.weight, layer.bias)
-    else:
+    if not isinstance(layer, (ResizeConv, nn.ConvTranspose)):
+        if strided_winograd.takes(x, layer.weight, layer.stride, layer.padding):
+            return strided_winograd.conv2d(x, layer.weight, layer.bias)
         return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, **layout)
+    weight, bias, stride, padding, output_padding = transposition(layer)
     if strided_winograd.takes(x, weight, stride, padding, output_padding, transposed=True):
         return strided_winograd.conv_transpose2d(x, weight, bias)
     return onednn_conv.conv_transpose2d(x, weight, bias, stride, padding, output_padding, **layout)
+
+
+def transposition(layer):
+    """(weight, bias, stride, padding, output_padding) of a transposed convolution layer, or of the
+    one transposed convolution a resize-convolution runs as."""
+    if isinstance(layer, ResizeConv):
+        return layer.transposed_kernel(), None, 2, 1, 0
+    return layer.weight, layer.bias, layer.stride, layer.padding, layer.output_padding
 
 
 def channels_last():
