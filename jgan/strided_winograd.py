@@ -137,32 +137,39 @@ struct Patch {
 inline Patch input_patch(int h, int w, int c, int ty, int tx) { return {SPAN, SPAN, h, w, c, 8 * ty - 1, 8 * tx - 1}; }
 inline Patch output_patch(int oh, int ow, int c, int ty, int tx) { return {4, 4, oh, ow, c, 4 * ty, 4 * tx}; }
 
+// body(p, n, ty, tx, patch) for each tile p (image n, row ty, column tx) of n_images images, the
+// tiles shared among the threads, each thread with a scratch patch of patch_size floats
+template <class Body>
+inline void each_tile(int n_images, const Tiles& t, size_t patch_size, Body body) {
+    const long long P = (long long)n_images * t.count();
+    #pragma omp parallel
+    {
+        std::vector<float> patch(patch_size);
+        #pragma omp for
+        for (long long p = 0; p < P; p++)
+            body(p, (int)(p / t.count()), (int)(p % t.count()) / t.across, (int)(p % t.across), patch.data());
+    }
+}
+
 // x (N, H, W, C) -> U (P, 25, 4C), P = N x tiles, K index (phase, c); oh, ow: the output's size.
 // Each tile's input is first copied row by row (the tile's pixels one phase apart alias in the
 // caches, read in place), and its 25 points are written together (25 planes, one matrix each,
 // would alias too): the products read each point's matrix with a stride
 inline void input_tiles(const float* x, float* u, int n_images, int h, int w, int c_in, int oh, int ow) {
-    const Tiles t(oh, ow);
-    const long long P = (long long)n_images * t.count(), K = 4LL * c_in;
-    #pragma omp parallel
-    {
-        std::vector<float> patch((size_t)SPAN * SPAN * c_in);
-        #pragma omp for
-        for (long long p = 0; p < P; p++) {
-            const int n = p / t.count(), ty = (p % t.count()) / t.across, tx = p % t.across;
-            input_patch(h, w, c_in, ty, tx).read(x, n, patch.data());
-            vec d[25], v[25];
-            for (int phase = 0; phase < 4; phase++)
-                for (int c0 = 0; c0 < c_in; c0 += CB) {
-                    const int cn = std::min(CB, c_in - c0);
-                    for (int a = 0; a < 5; a++)
-                        for (int b = 0; b < 5; b++)
-                            d[a * 5 + b] = load(&patch[((2 * a + phase / 2) * SPAN + 2 * b + phase % 2) * c_in + c0], cn);
-                    two_sided<5, 5>(BT, d, v);
-                    for (int s = 0; s < 25; s++) store(u + (p * 25 + s) * K + phase * c_in + c0, v[s], cn);
-                }
-        }
-    }
+    const long long K = 4LL * c_in;
+    each_tile(n_images, Tiles(oh, ow), (size_t)SPAN * SPAN * c_in, [&](long long p, int n, int ty, int tx, float* patch) {
+        input_patch(h, w, c_in, ty, tx).read(x, n, patch);
+        vec d[25], v[25];
+        for (int phase = 0; phase < 4; phase++)
+            for (int c0 = 0; c0 < c_in; c0 += CB) {
+                const int cn = std::min(CB, c_in - c0);
+                for (int a = 0; a < 5; a++)
+                    for (int b = 0; b < 5; b++)
+                        d[a * 5 + b] = load(&patch[((2 * a + phase / 2) * SPAN + 2 * b + phase % 2) * c_in + c0], cn);
+                two_sided<5, 5>(BT, d, v);
+                for (int s = 0; s < 25; s++) store(u + (p * 25 + s) * K + phase * c_in + c0, v[s], cn);
+            }
+    });
 }
 
 // the adjoint of input_tiles: U (P, 25, 4C) -> x (N, H, W, C), overlapping tiles summed (one
@@ -195,46 +202,30 @@ inline void input_tiles_adjoint(const float* u, float* x, int n_images, int h, i
 
 // M (P, 25, O) -> y (N, OH, OW, O)
 inline void output_tiles(const float* m, float* y, int n_images, int oh, int ow, int c_out) {
-    const Tiles t(oh, ow);
-    const long long P = (long long)n_images * t.count();
-    #pragma omp parallel
-    {
-        std::vector<float> patch((size_t)16 * c_out);
-        #pragma omp for
-        for (long long p = 0; p < P; p++) {
-            const int n = p / t.count(), ty = (p % t.count()) / t.across, tx = p % t.across;
-            vec v[25], z[16];
-            for (int o0 = 0; o0 < c_out; o0 += CB) {
-                const int on = std::min(CB, c_out - o0);
-                for (int s = 0; s < 25; s++) v[s] = load(m + (p * 25 + s) * c_out + o0, on);
-                two_sided<4, 5>(AT, v, z);
-                for (int i = 0; i < 16; i++) store(&patch[i * c_out + o0], z[i], on);
-            }
-            output_patch(oh, ow, c_out, ty, tx).write(patch.data(), n, y);
+    each_tile(n_images, Tiles(oh, ow), (size_t)16 * c_out, [&](long long p, int n, int ty, int tx, float* patch) {
+        vec v[25], z[16];
+        for (int o0 = 0; o0 < c_out; o0 += CB) {
+            const int on = std::min(CB, c_out - o0);
+            for (int s = 0; s < 25; s++) v[s] = load(m + (p * 25 + s) * c_out + o0, on);
+            two_sided<4, 5>(AT, v, z);
+            for (int i = 0; i < 16; i++) store(&patch[i * c_out + o0], z[i], on);
         }
-    }
+        output_patch(oh, ow, c_out, ty, tx).write(patch, n, y);
+    });
 }
 
 // the adjoint of output_tiles: y (N, OH, OW, O) -> M (P, 25, O)
 inline void output_tiles_adjoint(const float* y, float* m, int n_images, int oh, int ow, int c_out) {
-    const Tiles t(oh, ow);
-    const long long P = (long long)n_images * t.count();
-    #pragma omp parallel
-    {
-        std::vector<float> patch((size_t)16 * c_out);
-        #pragma omp for
-        for (long long p = 0; p < P; p++) {
-            const int n = p / t.count(), ty = (p % t.count()) / t.across, tx = p % t.across;
-            output_patch(oh, ow, c_out, ty, tx).read(y, n, patch.data());
-            vec z[16], v[25];
-            for (int o0 = 0; o0 < c_out; o0 += CB) {
-                const int on = std::min(CB, c_out - o0);
-                for (int i = 0; i < 16; i++) z[i] = load(&patch[i * c_out + o0], on);
-                two_sided<5, 4>(A, z, v);
-                for (int s = 0; s < 25; s++) store(m + (p * 25 + s) * c_out + o0, v[s], on);
-            }
+    each_tile(n_images, Tiles(oh, ow), (size_t)16 * c_out, [&](long long p, int n, int ty, int tx, float* patch) {
+        output_patch(oh, ow, c_out, ty, tx).read(y, n, patch);
+        vec z[16], v[25];
+        for (int o0 = 0; o0 < c_out; o0 += CB) {
+            const int on = std::min(CB, c_out - o0);
+            for (int i = 0; i < 16; i++) z[i] = load(&patch[i * c_out + o0], on);
+            two_sided<5, 4>(A, z, v);
+            for (int s = 0; s < 25; s++) store(m + (p * 25 + s) * c_out + o0, v[s], on);
         }
-    }
+    });
 }
 
 // the 16 taps of n <= CB 4x4 kernels (kernel j at w + j * stride), each tap a vector over the
@@ -257,49 +248,59 @@ inline void write_taps(const vec (&taps)[4][4], float* w, long long stride, int 
             for (int kx = 0; kx < 4; kx++) w[j * stride + ky * 4 + kx] = taps[(ky % 2) * 2 + kx % 2][(ky / 2) * 2 + kx / 2][j];
 }
 
-// w (O, C, 4, 4) -> W: each phase's 2x2 taps of the 4x4 kernels, transformed, laid out (4C, 25, O),
-// or (O, 25, 4C) where transposed (for the products by W's transpose: one matrix product of
-// oneDNN runs at half speed on a transposed W of many rows); CB outputs (inputs where
-// transposed) at a time, so that the stores are whole vectors
-inline void weight_tiles(const float* w, float* wt, int c_out, int c_in, bool transposed) {
-    const long long K = 4LL * c_in;
-    const int lanes = transposed ? c_in : c_out, others = transposed ? c_out : c_in;
-    const int blocks = (lanes + CB - 1) / CB;
+// where the weights and their tiles lie: w (O, C, 4, 4); W (4C, 25, O), or (O, 25, 4C) where
+// transposed (for the products by W's transpose: oneDNN's sgemm runs at half speed on a transposed
+// W of many rows). The vector lanes are CB outputs (inputs where transposed), so that the tiles'
+// loads and stores are whole vectors; `other` is the input (output) of a block of lanes from l0.
+struct WeightLayout {
+    int c_out, c_in;
+    bool transposed;
+    int lanes() const { return transposed ? c_in : c_out; }
+    int others() const { return transposed ? c_out : c_in; }
+    long long kernel(int other, int l0) const {   // the index in w of the block's first kernel
+        return (transposed ? (long long)other * c_in + l0 : (long long)l0 * c_in + other) * 16;
+    }
+    long long stride() const { return transposed ? 16 : 16LL * c_in; }   // between its kernels
+    long long tile(int other, int l0, int phase, int s) const {   // the index in W of point s
+        return transposed ? ((long long)other * 25 + s) * 4 * c_in + phase * c_in + l0
+                          : ((phase * c_in + other) * 25LL + s) * c_out + l0;
+    }
+};
+
+// body(other, l0, n) for each block of n <= CB lanes, the blocks shared among the threads
+template <class Body>
+inline void each_kernel_block(const WeightLayout& at, Body body) {
+    const int blocks = (at.lanes() + CB - 1) / CB;
     #pragma omp parallel for collapse(2)
-    for (int other = 0; other < others; other++)
-        for (int block = 0; block < blocks; block++) {
-            const int l0 = block * CB, n = std::min(CB, lanes - l0);
-            vec taps[4][4], v[25];
-            if (transposed) read_taps(w + ((long long)other * c_in + l0) * 16, 16, n, taps);
-            else read_taps(w + ((long long)l0 * c_in + other) * 16, 16LL * c_in, n, taps);
-            for (int phase = 0; phase < 4; phase++) {
-                two_sided<5, 2>(G, taps[phase], v);
-                for (int s = 0; s < 25; s++)
-                    store(transposed ? wt + ((long long)other * 25 + s) * K + phase * c_in + l0
-                                     : wt + ((phase * c_in + other) * 25LL + s) * c_out + l0, v[s], n);
-            }
-        }
+    for (int other = 0; other < at.others(); other++)
+        for (int block = 0; block < blocks; block++)
+            body(other, block * CB, std::min(CB, at.lanes() - block * CB));
 }
 
-// the adjoint of weight_tiles: W back to w (O, C, 4, 4)
-inline void weight_tiles_adjoint(const float* wt, float* w, int c_out, int c_in, bool transposed) {
-    const long long K = 4LL * c_in;
-    const int lanes = transposed ? c_in : c_out, others = transposed ? c_out : c_in;
-    const int blocks = (lanes + CB - 1) / CB;
-    #pragma omp parallel for collapse(2)
-    for (int other = 0; other < others; other++)
-        for (int block = 0; block < blocks; block++) {
-            const int l0 = block * CB, n = std::min(CB, lanes - l0);
-            vec taps[4][4], v[25];
-            for (int phase = 0; phase < 4; phase++) {
-                for (int s = 0; s < 25; s++)
-                    v[s] = load(transposed ? wt + ((long long)other * 25 + s) * K + phase * c_in + l0
-                                           : wt + ((phase * c_in + other) * 25LL + s) * c_out + l0, n);
-                two_sided<2, 5>(GT, v, taps[phase]);
-            }
-            if (transposed) write_taps(taps, w + ((long long)other * c_in + l0) * 16, 16, n);
-            else write_taps(taps, w + ((long long)l0 * c_in + other) * 16, 16LL * c_in, n);
+// w -> W: each phase's 2x2 taps of the 4x4 kernels, transformed
+inline void weight_tiles(const float* w, float* wt, int c_out, int c_in, bool transposed) {
+    const WeightLayout at{c_out, c_in, transposed};
+    each_kernel_block(at, [&](int other, int l0, int n) {
+        vec taps[4][4], v[25];
+        read_taps(w + at.kernel(other, l0), at.stride(), n, taps);
+        for (int phase = 0; phase < 4; phase++) {
+            two_sided<5, 2>(G, taps[phase], v);
+            for (int s = 0; s < 25; s++) store(wt + at.tile(other, l0, phase, s), v[s], n);
         }
+    });
+}
+
+// the adjoint of weight_tiles: W back to w
+inline void weight_tiles_adjoint(const float* wt, float* w, int c_out, int c_in, bool transposed) {
+    const WeightLayout at{c_out, c_in, transposed};
+    each_kernel_block(at, [&](int other, int l0, int n) {
+        vec taps[4][4], v[25];
+        for (int phase = 0; phase < 4; phase++) {
+            for (int s = 0; s < 25; s++) v[s] = load(wt + at.tile(other, l0, phase, s), n);
+            two_sided<2, 5>(GT, v, taps[phase]);
+        }
+        write_taps(taps, w + at.kernel(other, l0), at.stride(), n);
+    });
 }
 
 // c[:, s] = op(a[:, s]) op(b[:, s]) for each point s: a (RA, S, CA), b (RB, S, CB) and c (M, S, N)
