@@ -448,7 +448,8 @@ def _apply(kind, geometry, a, b):
     return _Convolution(kind, geometry, a, b)(a, b)
 
 
-def _with_bias(y, bias, channels_last):
+def with_bias(y, bias, channels_last):
+    """y plus a per-channel bias (none where bias is None), y (N, H, W, C) where channels_last."""
     if bias is None:
         return y
     return y + bias.broadcast(y.shape, [0, 1, 2] if channels_last else [0, 2, 3])
@@ -479,7 +480,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, channels_last=False, bfloa
     out_channels, _, kh, kw = weight.shape
     y_shape = (n, out_channels, _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw))
     geometry = _geometry(x_shape, weight.shape, y_shape, stride, padding, channels_last, bfloat16, winograd)
-    return _with_bias(_apply("forward", geometry, x, weight), bias, channels_last)
+    return with_bias(_apply("forward", geometry, x, weight), bias, channels_last)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, channels_last=False,
@@ -492,7 +493,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     _, out_channels, kh, kw = weight.shape
     out_shape = (n, out_channels, (h - 1) * sh - 2 * ph + kh + qh, (w - 1) * sw - 2 * pw + kw + qw)
     geometry = _geometry(out_shape, weight.shape, x_shape, stride, padding, channels_last, bfloat16)
-    return _with_bias(_apply("backward_data", geometry, x, weight), bias, channels_last)
+    return with_bias(_apply("backward_data", geometry, x, weight), bias, channels_last)
 
 
 def routed(kind, x, weight, stride, padding, output_padding):

@@ -25,6 +25,7 @@ from collections import namedtuple
 
 import jittor as jt
 
+from jgan import onednn_conv
 from jgan.conv_route import pair
 
 TILE = 4           # output pixels per side of a tile
@@ -469,16 +470,12 @@ def _apply(kind, geometry, a, b):
     return _Convolution(kind, geometry, a, b)(a, b)
 
 
-def _with_bias(y, bias):
-    return y if bias is None else y + bias.broadcast(y.shape, [0, 1, 2])
-
-
 def conv2d(x, weight, bias=None):
     """The convolution of (N, H, W, C) x by (O, C, 4, 4) weights with stride 2 and padding 1, by
     F(4x4, 2x2): (N, H/2, W/2, O)."""
     n, h, w, _ = x.shape
     geometry = Geometry(tuple(x.shape), tuple(weight.shape), (n, h // 2, w // 2, weight.shape[0]))
-    return _with_bias(_apply("forward", geometry, x, weight), bias)
+    return onednn_conv.with_bias(_apply("forward", geometry, x, weight), bias, channels_last=True)
 
 
 def conv_transpose2d(x, weight, bias=None):
@@ -486,13 +483,13 @@ def conv_transpose2d(x, weight, bias=None):
     (Jittor's layout of a transposed convolution's): (N, 2H, 2W, O)."""
     n, h, w, _ = x.shape
     geometry = Geometry((n, 2 * h, 2 * w, weight.shape[1]), tuple(weight.shape), tuple(x.shape))
-    return _with_bias(_apply("backward_data", geometry, x, weight), bias)
+    return onednn_conv.with_bias(_apply("backward_data", geometry, x, weight), bias, channels_last=True)
 
 
 def supported():
-    """Whether these convolutions can run here: on the CPU with oneDNN (its sgemm) active."""
-    from jgan import runtime
-    return not jt.flags.use_cuda and runtime.onednn_active()
+    """Whether these convolutions can run here: wherever the DCGAN family's nets run channels-last
+    (on the CPU with oneDNN, whose sgemm they call)."""
+    return onednn_conv.channels_last_available()
 
 
 def enable(on):
