@@ -39,4 +39,6 @@ def score_batches(score, batches):
 def apply_per_sample(net, batches):
     """net(x) of each of `batches` for a net that treats every sample on its own (no batch
     statistics), in one pass when that is faster: a tuple with the output of each batch."""
+    if len(batches) == 1:
+        return (net(batches[0]),)
     return score_batches(lambda x, parts: net(x), batches)

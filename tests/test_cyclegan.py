@@ -125,6 +125,26 @@ def test_discriminator_scores_two_batches_as_two_calls():
     compare("D(a, b)[1] vs D(b)", both[1], discriminator(b).numpy(), atol=1e-6, rtol=0)
 
 
+def test_translations_take_three_generator_passes_with_the_outputs_of_separate_calls():
+    """G_ab on (a, b), G_ba on (b, a, G_ab(a)), G_ab on G_ba(b): each image as its own call makes it."""
+    model = CycleGANModel(tiny_config(batch=1))
+    a, b = jt.array(images(1, 32, seed=7)), jt.array(images(1, 32, seed=8))
+    calls = []
+    for name in ("generator_ab", "generator_ba"):
+        net = getattr(model, name)
+        net.register_forward_hook(lambda module, inputs, output, name=name: calls.append((name, inputs[0].shape[0])))
+    out = model.translations(a, b)
+    for net in (model.generator_ab, model.generator_ba):
+        net.remove_forward_hook()
+    assert calls == [("generator_ab", 2), ("generator_ba", 3), ("generator_ab", 1)], calls
+    g_ab, g_ba = model.generator_ab, model.generator_ba
+    expected = {"fake_b": g_ab(a), "identity_b": g_ab(b), "fake_a": g_ba(b), "identity_a": g_ba(a),
+                "cycle_a": g_ba(g_ab(a)), "cycle_b": g_ab(g_ba(b))}
+    assert set(out) == set(expected)
+    for name, image in expected.items():
+        compare(name, out[name], image.numpy(), atol=1e-5, rtol=0)
+
+
 # ----- losses and their gradients -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def loss_setup():
@@ -185,7 +205,7 @@ def test_identity_weight_zero_drops_the_identity_term():
     model = CycleGANModel(load_config("cyclegan", False, None, [{"model": dict(TINY), "loss": {"identity": 0.0}}]))
     real = jt.array(images(1, 32, seed=9))
     translations = model.translations(real, real)
-    assert translations[2:] == (None, None), "no identity translations are computed"
+    assert set(translations) == {"fake_a", "fake_b", "cycle_a", "cycle_b"}, "no identity translations are computed"
     _, terms = model.generator_loss(real, real, translations)
     assert "identity" not in terms and {"g_adversarial", "cycle"} <= set(terms)
 

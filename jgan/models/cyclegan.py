@@ -128,27 +128,31 @@ class CycleGANModel(GANModel):
             optimizer.lr = lr * factor
 
     def translations(self, real_a, real_b):
-        """(G_ba(b), G_ab(a), G_ba(a), G_ab(b)), the last two (for the identity term) None when it is off.
+        """{name: image batch}: the translations fake_b = G_ab(a) and fake_a = G_ba(b), the round
+        trips cycle_a = G_ba(G_ab(a)) and cycle_b = G_ab(G_ba(b)), and with the identity term on,
+        identity_b = G_ab(b) and identity_a = G_ba(a).
 
-        Each generator's two batches share a pass where that is faster (jgan.batching): instance
-        norm treats each image on its own, so the outputs are those of separate calls."""
-        if not self.identity_weight:
-            return self.generator_ba(real_b), self.generator_ab(real_a), None, None
-        fake_b, identity_b = apply_per_sample(self.generator_ab, [real_a, real_b])
-        fake_a, identity_a = apply_per_sample(self.generator_ba, [real_b, real_a])
-        return fake_a, fake_b, identity_a, identity_b
+        A generator's batches that are ready at the same time share a pass where that is faster
+        (jgan.batching): instance norm treats each image on its own, so the outputs are those of
+        separate calls. G_ba's pass waits for G_ab's to take its round trip too."""
+        identity = bool(self.identity_weight)
+        ab = {"fake_b": real_a, **({"identity_b": real_b} if identity else {})}
+        out = dict(zip(ab, apply_per_sample(self.generator_ab, list(ab.values()))))
+        ba = {"fake_a": real_b, **({"identity_a": real_a} if identity else {}), "cycle_a": out["fake_b"]}
+        out.update(zip(ba, apply_per_sample(self.generator_ba, list(ba.values()))))
+        out["cycle_b"] = self.generator_ab(out["fake_a"])
+        return out
 
-    def generator_loss(self, real_a, real_b, translations):
+    def generator_loss(self, real_a, real_b, images):
         """(L_G, logged terms): LSGAN terms of both translations, cycle and identity L1."""
-        fake_a, fake_b, identity_a, identity_b = translations
-        adversarial = least_squares(self.discriminator_b(fake_b), 1.0) + \
-            least_squares(self.discriminator_a(fake_a), 1.0)
-        cycle = mean_absolute_error(self.generator_ba(fake_b), real_a) + \
-            mean_absolute_error(self.generator_ab(fake_a), real_b)
+        adversarial = least_squares(self.discriminator_b(images["fake_b"]), 1.0) + \
+            least_squares(self.discriminator_a(images["fake_a"]), 1.0)
+        cycle = mean_absolute_error(images["cycle_a"], real_a) + mean_absolute_error(images["cycle_b"], real_b)
         loss = adversarial + self.cycle_weight * cycle
         terms = {"g_adversarial": adversarial, "cycle": cycle}
         if self.identity_weight:
-            identity = mean_absolute_error(identity_b, real_b) + mean_absolute_error(identity_a, real_a)
+            identity = mean_absolute_error(images["identity_b"], real_b) + \
+                mean_absolute_error(images["identity_a"], real_a)
             loss = loss + self.identity_weight * identity
             terms["identity"] = identity
         return loss, terms
@@ -165,9 +169,9 @@ class CycleGANModel(GANModel):
         self.decay_learning_rate(context.step)
         real_a, real_b = next(batches["a"]), next(batches["b"])
         self.remember_samples(real_a, real_b)
-        translations = self.translations(real_a, real_b)
-        fake_a, fake_b = translations[:2]
-        g_loss, g_terms = self.generator_loss(real_a, real_b, translations)
+        images = self.translations(real_a, real_b)
+        fake_a, fake_b = images["fake_a"], images["fake_b"]
+        g_loss, g_terms = self.generator_loss(real_a, real_b, images)
         context.update(self.optimizer_g, g_loss, "generator")
         shown_b = self.pool_b.query(fake_b, context.rng)
         shown_a = self.pool_a.query(fake_a, context.rng)
