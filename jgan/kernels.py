@@ -675,3 +675,120 @@ def binomial_blur(x):
     if len(x.shape) != 4:
         raise ValueError(f"binomial_blur needs a (N, C, H, W) input, got {tuple(x.shape)}.")
     return _BinomialBlur()(x)
+
+
+# Reflection padding by PAD pixels and its adjoint. Padded row i shows input row reflect(i - PAD)
+# (-1 -> 1, H -> H - 2); an input row r is shown at padded rows r + PAD, PAD - r (1 <= r <= PAD)
+# and PAD + 2 (H - 1) - r (H - 1 - PAD <= r <= H - 2), so the adjoint sums those (same for columns).
+_REFLECTION_HEADER = """
+inline __host__ __device__ int reflected(int i, int size) {
+    i = i < 0 ? -i : i;
+    return i >= size ? 2 * (size - 1) - i : i;
+}
+inline __host__ __device__ int shown_at(int r, int size, int* at) {
+    int n = 0;
+    at[n++] = r + PAD;
+    if (r >= 1 && r <= PAD) at[n++] = PAD - r;
+    if (r >= size - 1 - PAD && r <= size - 2) at[n++] = PAD + 2 * (size - 1) - r;
+    return n;
+}
+"""
+
+_REFLECTION_PAD_CPU = """
+    const long long planes = (long long)in0_shape0 * in0_shape1;
+    const int height = in0_shape2, width = in0_shape3, out_height = out0_shape2, out_width = out0_shape3;
+    #pragma omp parallel for
+    for (long long plane = 0; plane < planes; plane++) {
+        const in0_type* x = in0_p + plane * height * width;
+        out0_type* y = out0_p + plane * out_height * out_width;
+        for (int i = 0; i < out_height; i++) {
+            const in0_type* row = x + reflected(i - PAD, height) * width;
+            for (int j = 0; j < out_width; j++) y[i * out_width + j] = row[reflected(j - PAD, width)];
+        }
+    }
+"""
+
+_REFLECTION_FOLD_CPU = """
+    const long long planes = (long long)out0_shape0 * out0_shape1;
+    const int height = out0_shape2, width = out0_shape3, in_width = in0_shape3;
+    #pragma omp parallel for
+    for (long long plane = 0; plane < planes; plane++) {
+        const in0_type* g = in0_p + plane * in0_shape2 * in_width;
+        out0_type* y = out0_p + plane * height * width;
+        for (int r = 0; r < height; r++) {
+            int rows[3], cols[3];
+            const int row_count = shown_at(r, height, rows);
+            for (int s = 0; s < width; s++) {
+                const int col_count = shown_at(s, width, cols);
+                out0_type total = 0;
+                for (int a = 0; a < row_count; a++)
+                    for (int b = 0; b < col_count; b++) total += g[rows[a] * in_width + cols[b]];
+                y[r * width + s] = total;
+            }
+        }
+    }
+"""
+
+_REFLECTION_CUDA = """
+__global__ static void reflection_pad_kernel(@ARGS_DEF) {
+    @PRECALC
+    const int height = in0_shape2, width = in0_shape3, out_height = out0_shape2, out_width = out0_shape3;
+    const long long count = (long long)out0_shape0 * out0_shape1 * out_height * out_width;
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
+         k += (long long)gridDim.x * blockDim.x) {
+        const long long plane = k / ((long long)out_height * out_width);
+        const int i = (k / out_width) % out_height, j = k % out_width;
+        out0_p[k] = in0_p[(plane * height + reflected(i - PAD, height)) * width + reflected(j - PAD, width)];
+    }
+}
+__global__ static void reflection_fold_kernel(@ARGS_DEF) {
+    @PRECALC
+    const int height = out0_shape2, width = out0_shape3, in_height = in0_shape2, in_width = in0_shape3;
+    const long long count = (long long)out0_shape0 * out0_shape1 * height * width;
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
+         k += (long long)gridDim.x * blockDim.x) {
+        const long long plane = k / ((long long)height * width);
+        const int r = (k / width) % height, s = k % width;
+        int rows[3], cols[3];
+        const int row_count = shown_at(r, height, rows), col_count = shown_at(s, width, cols);
+        const in0_type* g = in0_p + plane * in_height * in_width;
+        out0_type total = 0;
+        for (int a = 0; a < row_count; a++)
+            for (int b = 0; b < col_count; b++) total += g[rows[a] * in_width + cols[b]];
+        out0_p[k] = total;
+    }
+}
+"""
+
+
+class _ReflectionPad(jt.Function):
+    """Reflection padding ("pad") and its adjoint ("fold": each padded pixel's value summed back onto
+    the pixel it shows); each one's gradient is the other."""
+
+    CPU = {"pad": _REFLECTION_PAD_CPU, "fold": _REFLECTION_FOLD_CPU}
+    ADJOINT = {"pad": "fold", "fold": "pad"}
+
+    def __init__(self, kind, padding):
+        self.kind, self.padding = kind, padding
+
+    def execute(self, x):
+        grow = 2 * self.padding if self.kind == "pad" else -2 * self.padding
+        batch, channels, height, width = x.shape
+        padded = lambda source: source.replace("PAD", str(self.padding))
+        return _code([batch, channels, height + grow, width + grow], x.dtype, [x],
+                     cpu_header=padded(_REFLECTION_HEADER.replace("__host__ __device__ ", "")),
+                     cpu_src=padded(self.CPU[self.kind]),
+                     cuda_header=padded(_REFLECTION_HEADER + _REFLECTION_CUDA),
+                     cuda_src=_LAUNCH.format(name=f"reflection_{self.kind}_kernel"))
+
+    def grad(self, grad):
+        return _ReflectionPad(self.ADJOINT[self.kind], self.padding)(grad)
+
+
+def reflection_pad(x, padding):
+    """(N, C, H + 2p, W + 2p): x padded by p pixels on each side with its reflection about the
+    border pixels (nn.ReflectionPad2d(p)), p < H and p < W."""
+    if len(x.shape) != 4 or padding >= min(x.shape[2:]) or padding < 0:
+        raise ValueError(f"reflection padding by {padding} needs a (N, C, H, W) input with H and W above "
+                         f"{padding}, got {tuple(x.shape)}.")
+    return _ReflectionPad("pad", padding)(x)

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from jgan import kernels
 from jgan.kernels import (add_channel_bias, average_pool_2x2, binomial_blur, group_affine, group_dot,
-                          group_sum, leaky_relu, multi_tensor_update, upsample_nearest_2x)
+                          group_sum, leaky_relu, multi_tensor_update, reflection_pad, upsample_nearest_2x)
 from jgan.optim import FusedAdam
 from parity import assert_close
 from reference.optim_torch import EpsHatAdam
@@ -44,6 +44,9 @@ def torch_grad(loss, x, create_graph):
     ("average_pool_2x2", average_pool_2x2, lambda x: F.avg_pool2d(x, 2), (2, 5, 3, 4)),
     ("upsample_nearest_2x", upsample_nearest_2x,
      lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), (2, 5, 12, 16)),
+    # padding 5 of 6 rows: an input row shows up to three times (itself and both reflections)
+    *[(f"reflection_pad {p}", lambda x, p=p: reflection_pad(x, p), lambda x, p=p: F.pad(x, (p,) * 4, mode="reflect"),
+       (2, 5, 6 + 2 * p, 8 + 2 * p)) for p in (1, 3, 5)],
 ])
 def test_resamplers_match_torch_to_second_order(name, jt_op, th_op, out_shape):
     x = random_array(2, 5, 6, 8)
@@ -54,6 +57,11 @@ def test_resamplers_match_torch_to_second_order(name, jt_op, th_op, out_shape):
     for label, jt_value, th_value in zip(("output", "gradient", "second-order gradient"),
                                          jt_values, th_values):
         assert_close(f"{name} {label}", jt_value, th_value, atol=ATOL, rtol=RTOL)
+
+
+def test_reflection_pad_refuses_a_padding_as_wide_as_the_image():
+    with pytest.raises(ValueError, match="H and W above 4"):
+        reflection_pad(jt.zeros((1, 1, 4, 9)), 4)
 
 
 def test_pooling_rejects_odd_sizes():

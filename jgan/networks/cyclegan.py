@@ -13,6 +13,7 @@ from jittor import nn
 
 from jgan.batching import score_batches
 from jgan.errors import ConfigError
+from jgan.kernels import reflection_pad
 from jgan.networks.dcgan import LeakyReLU, dcgan_init, run_layers
 from jgan.norms import InstanceNorm2d
 
@@ -25,6 +26,16 @@ def instance_norm(channels):
     return InstanceNorm2d(channels, affine=False)
 
 
+class ReflectionPad2d(nn.Module):
+    """ReflectionPad2d(padding) by jgan's multi-threaded kernel (Jittor's runs on one thread)."""
+
+    def __init__(self, padding):
+        self.padding = padding
+
+    def execute(self, x):
+        return reflection_pad(x, self.padding)
+
+
 def residual_blocks_for(size):
     """9 residual blocks at 256 px and above, 6 below (the paper's two generators)."""
     return 9 if size >= 256 else 6
@@ -34,9 +45,9 @@ class ResidualBlock(nn.Module):
     """y = x + IN(conv3x3(pad(ReLU(IN(conv3x3(pad(x))))))), reflection padding of 1."""
 
     def __init__(self, channels):
-        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
+        self.body = nn.Sequential(ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
                                   instance_norm(channels), LeakyReLU(),
-                                  nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
+                                  ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
                                   instance_norm(channels))
 
     def execute(self, x):
@@ -48,7 +59,7 @@ class ResnetGenerator(nn.Module):
     7x7 conv, tanh; each hidden conv followed by InstanceNorm and ReLU."""
 
     def __init__(self, ngf=64, blocks=6, channels=3):
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7, bias=False), instance_norm(ngf), LeakyReLU()]
+        layers = [ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7, bias=False), instance_norm(ngf), LeakyReLU()]
         width = ngf
         for _ in range(DOWNSAMPLINGS):
             layers += [nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False), instance_norm(2 * width), LeakyReLU()]
@@ -58,7 +69,7 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ConvTranspose2d(width, width // 2, 3, 2, 1, output_padding=1, bias=False),
                        instance_norm(width // 2), LeakyReLU()]
             width //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         dcgan_init(self)
 
