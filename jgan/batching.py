@@ -36,9 +36,29 @@ def score_batches(score, batches):
     return tuple(score(x, 1) for x in batches)
 
 
+def passes(batches):
+    """`batches` in order, grouped into as few passes as the one-pass rule allows: consecutive
+    batches share a pass while their images add up to at most ONE_PASS_MAX_IMAGES (any number on CUDA)."""
+    limit = float("inf") if jt.flags.use_cuda else ONE_PASS_MAX_IMAGES
+    groups = []
+    for x in batches:
+        if groups and sum(int(y.shape[0]) for y in groups[-1]) + int(x.shape[0]) <= limit:
+            groups[-1].append(x)
+        else:
+            groups.append([x])
+    return groups
+
+
 def apply_per_sample(net, batches):
     """net(x) of each of `batches` for a net that treats every sample on its own (no batch
-    statistics), in one pass when that is faster: a tuple with the output of each batch."""
-    if len(batches) == 1:
-        return (net(batches[0]),)
-    return score_batches(lambda x, parts: net(x), batches)
+    statistics), in as few passes as pay off (`passes`): a tuple with the output of each batch."""
+    outputs = []
+    for group in passes(batches):
+        if len(group) == 1:
+            outputs.append(net(group[0]))
+            continue
+        y, start = net(jt.concat(group, 0)), 0
+        for x in group:
+            outputs.append(y[start:start + x.shape[0]])
+            start += x.shape[0]
+    return tuple(outputs)
