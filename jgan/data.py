@@ -14,6 +14,7 @@ from jgan.prepare import LENGTH_KEY, META_KEY, UNREADABLE, decode_record, how_to
 
 PROBE_SIZES = tuple(2 ** k for k in range(2, 11))  # 4 .. 1024: the sizes of a LMDB without meta
 BAD_FRACTION = 0.01  # training stops when more of an LMDB's records than this cannot be decoded
+AHEAD_BYTES = 64 * 2 ** 20   # decoded batches the loader threads may hold ahead of training
 
 
 
@@ -181,14 +182,22 @@ class BatchLoader:
         for pixels in decoded:
             yield jt.array(pixels)
 
+    def lookahead(self):
+        """How many batches the worker threads decode ahead: two per thread, or as many as fit in
+        AHEAD_BYTES if more. A lazy step asks for all its batches (WGAN's 5 critic steps and the
+        generator's: 6) before it computes anything, so the threads should hold them by then."""
+        batch_bytes = 4 * 3 * self.dataset.size ** 2 * len(range(self.batch_size)[self.share])
+        return max(2 * self.num_workers, AHEAD_BYTES // batch_bytes)
+
     def decode_ahead(self, key_batches):
-        """The decoded batches, in order, with up to two per worker thread decoded ahead."""
+        """The decoded batches, in order, with up to `lookahead()` decoded ahead."""
+        ahead = self.lookahead()
         with ThreadPoolExecutor(self.num_workers, thread_name_prefix="jgan-loader") as pool:
             pending = deque()
             try:
                 for keys in key_batches:
                     pending.append(pool.submit(self.dataset.batch, keys))
-                    if len(pending) > 2 * self.num_workers:
+                    if len(pending) > ahead:
                         yield pending.popleft().result()
                 while pending:
                     yield pending.popleft().result()

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_COUNT, shape_image
+from jgan import data
 from jgan.data import BatchLoader, ImageDataset, LMDBImages
 from jgan.errors import ConfigError, DataError
 
@@ -149,6 +150,18 @@ def test_batch_size_must_fit_the_images(tiny_lmdb, batch_size):
 def test_a_negative_worker_count_is_a_config_error(tiny_lmdb):
     with pytest.raises(ConfigError, match="loader workers must be 0 or more, got -1"):
         BatchLoader(ImageDataset(tiny_lmdb, 8), 4, num_workers=-1)
+
+
+def test_loader_threads_decode_a_whole_lazy_step_ahead(tiny_lmdb):
+    """Two batches per thread, or as many as fit in AHEAD_BYTES: WGAN's 6 batches (64 at 64 px, as
+    many bytes as 16 at 128 px)."""
+    dataset = ImageDataset(tiny_lmdb, 8)
+    assert BatchLoader(dataset, 4, num_workers=2).lookahead() == data.AHEAD_BYTES // (4 * 3 * 8 * 8 * 4)
+    dataset.size = 128
+    assert BatchLoader(dataset, 16, num_workers=2).lookahead() >= 6
+    assert BatchLoader(dataset, 16, num_workers=2, rank=1, world=2).lookahead() >= 12, "a rank holds half a batch"
+    dataset.size = 4096
+    assert BatchLoader(dataset, 16, num_workers=3).lookahead() == 6, "at least two per thread"
 
 
 def test_an_abandoned_loader_stops_its_threads(tiny_lmdb):
