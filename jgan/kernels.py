@@ -680,6 +680,8 @@ def binomial_blur(x):
 # Reflection padding by PAD pixels and its adjoint. Padded row i shows input row reflect(i - PAD)
 # (-1 -> 1, H -> H - 2); an input row r is shown at padded rows r + PAD, PAD - r (1 <= r <= PAD)
 # and PAD + 2 (H - 1) - r (H - 1 - PAD <= r <= H - 2), so the adjoint sums those (same for columns).
+# A tensor is PLANES maps of HEIGHT x WIDTH pixels of INNER values: (N C, H, W, 1) for (N, C, H, W),
+# (N, H, W, C) channels-last.
 _REFLECTION_HEADER = """
 inline __host__ __device__ int reflected(int i, int size) {
     i = i < 0 ? -i : i;
@@ -694,36 +696,45 @@ inline __host__ __device__ int shown_at(int r, int size, int* at) {
 }
 """
 
-_REFLECTION_PAD_CPU = """
-    const long long planes = (long long)in0_shape0 * in0_shape1;
-    const int height = in0_shape2, width = in0_shape3, out_height = out0_shape2, out_width = out0_shape3;
+_REFLECTION_SHAPES = """
+    const long long planes = PLANES(out0);
+    const int height = HEIGHT(in0), width = WIDTH(in0), out_height = HEIGHT(out0), out_width = WIDTH(out0);
+    const int inner = INNER(in0);
+"""
+
+_REFLECTION_PAD_CPU = _REFLECTION_SHAPES + """
     #pragma omp parallel for
     for (long long plane = 0; plane < planes; plane++) {
-        const in0_type* x = in0_p + plane * height * width;
-        out0_type* y = out0_p + plane * out_height * out_width;
+        const in0_type* x = in0_p + plane * height * width * inner;
+        out0_type* y = out0_p + plane * out_height * out_width * inner;
         for (int i = 0; i < out_height; i++) {
-            const in0_type* row = x + reflected(i - PAD, height) * width;
-            for (int j = 0; j < out_width; j++) y[i * out_width + j] = row[reflected(j - PAD, width)];
+            const in0_type* row = x + (long long)reflected(i - PAD, height) * width * inner;
+            out0_type* out_row = y + (long long)i * out_width * inner;
+            for (int j = 0; j < out_width; j++) {
+                const in0_type* from = row + reflected(j - PAD, width) * inner;
+                for (int c = 0; c < inner; c++) out_row[j * inner + c] = from[c];
+            }
         }
     }
 """
 
-_REFLECTION_FOLD_CPU = """
-    const long long planes = (long long)out0_shape0 * out0_shape1;
-    const int height = out0_shape2, width = out0_shape3, in_width = in0_shape3;
+_REFLECTION_FOLD_CPU = _REFLECTION_SHAPES + """
     #pragma omp parallel for
     for (long long plane = 0; plane < planes; plane++) {
-        const in0_type* g = in0_p + plane * in0_shape2 * in_width;
-        out0_type* y = out0_p + plane * height * width;
-        for (int r = 0; r < height; r++) {
+        const in0_type* g = in0_p + plane * height * width * inner;
+        out0_type* y = out0_p + plane * out_height * out_width * inner;
+        for (int r = 0; r < out_height; r++) {
             int rows[3], cols[3];
-            const int row_count = shown_at(r, height, rows);
-            for (int s = 0; s < width; s++) {
-                const int col_count = shown_at(s, width, cols);
-                out0_type total = 0;
+            const int row_count = shown_at(r, out_height, rows);
+            for (int s = 0; s < out_width; s++) {
+                const int col_count = shown_at(s, out_width, cols);
+                out0_type* out = y + ((long long)r * out_width + s) * inner;
+                for (int c = 0; c < inner; c++) out[c] = 0;
                 for (int a = 0; a < row_count; a++)
-                    for (int b = 0; b < col_count; b++) total += g[rows[a] * in_width + cols[b]];
-                y[r * width + s] = total;
+                    for (int b = 0; b < col_count; b++) {
+                        const in0_type* from = g + ((long long)rows[a] * width + cols[b]) * inner;
+                        for (int c = 0; c < inner; c++) out[c] += from[c];
+                    }
             }
         }
     }
@@ -732,33 +743,46 @@ _REFLECTION_FOLD_CPU = """
 _REFLECTION_CUDA = """
 __global__ static void reflection_pad_kernel(@ARGS_DEF) {
     @PRECALC
-    const int height = in0_shape2, width = in0_shape3, out_height = out0_shape2, out_width = out0_shape3;
-    const long long count = (long long)out0_shape0 * out0_shape1 * out_height * out_width;
+    SHAPES
+    const long long count = planes * out_height * out_width * inner;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
          k += (long long)gridDim.x * blockDim.x) {
-        const long long plane = k / ((long long)out_height * out_width);
-        const int i = (k / out_width) % out_height, j = k % out_width;
-        out0_p[k] = in0_p[(plane * height + reflected(i - PAD, height)) * width + reflected(j - PAD, width)];
+        const int c = k % inner, j = (k / inner) % out_width, i = (k / inner / out_width) % out_height;
+        const long long plane = k / ((long long)inner * out_width * out_height);
+        out0_p[k] = in0_p[((plane * height + reflected(i - PAD, height)) * width + reflected(j - PAD, width)) * inner
+                          + c];
     }
 }
 __global__ static void reflection_fold_kernel(@ARGS_DEF) {
     @PRECALC
-    const int height = out0_shape2, width = out0_shape3, in_height = in0_shape2, in_width = in0_shape3;
-    const long long count = (long long)out0_shape0 * out0_shape1 * height * width;
+    SHAPES
+    const long long count = planes * out_height * out_width * inner;
     for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
          k += (long long)gridDim.x * blockDim.x) {
-        const long long plane = k / ((long long)height * width);
-        const int r = (k / width) % height, s = k % width;
+        const int c = k % inner, s = (k / inner) % out_width, r = (k / inner / out_width) % out_height;
+        const long long plane = k / ((long long)inner * out_width * out_height);
         int rows[3], cols[3];
-        const int row_count = shown_at(r, height, rows), col_count = shown_at(s, width, cols);
-        const in0_type* g = in0_p + plane * in_height * in_width;
+        const int row_count = shown_at(r, out_height, rows), col_count = shown_at(s, out_width, cols);
+        const in0_type* g = in0_p + plane * height * width * inner + c;
         out0_type total = 0;
         for (int a = 0; a < row_count; a++)
-            for (int b = 0; b < col_count; b++) total += g[rows[a] * in_width + cols[b]];
+            for (int b = 0; b < col_count; b++) total += g[((long long)rows[a] * width + cols[b]) * inner];
         out0_p[k] = total;
     }
 }
-"""
+""".replace("SHAPES", _REFLECTION_SHAPES)
+
+# (PLANES, HEIGHT, WIDTH, INNER) of a tensor t in each layout
+_REFLECTION_LAYOUTS = {False: ("(long long)t_shape0 * t_shape1", "t_shape2", "t_shape3", "1"),
+                       True: ("(long long)t_shape0", "t_shape1", "t_shape2", "t_shape3")}
+
+
+def _reflection_source(source, padding, channels_last):
+    """The source with PAD and the layout's PLANES(t), HEIGHT(t), WIDTH(t), INNER(t) filled in."""
+    for name, expression in zip(("PLANES", "HEIGHT", "WIDTH", "INNER"), _REFLECTION_LAYOUTS[channels_last]):
+        for tensor in ("in0", "out0"):
+            source = source.replace(f"{name}({tensor})", expression.replace("t_", f"{tensor}_"))
+    return source.replace("PAD", str(padding))
 
 
 class _ReflectionPad(jt.Function):
@@ -768,27 +792,29 @@ class _ReflectionPad(jt.Function):
     CPU = {"pad": _REFLECTION_PAD_CPU, "fold": _REFLECTION_FOLD_CPU}
     ADJOINT = {"pad": "fold", "fold": "pad"}
 
-    def __init__(self, kind, padding):
-        self.kind, self.padding = kind, padding
+    def __init__(self, kind, padding, channels_last):
+        self.kind, self.padding, self.channels_last = kind, padding, channels_last
 
     def execute(self, x):
         grow = 2 * self.padding if self.kind == "pad" else -2 * self.padding
-        batch, channels, height, width = x.shape
-        padded = lambda source: source.replace("PAD", str(self.padding))
-        return _code([batch, channels, height + grow, width + grow], x.dtype, [x],
-                     cpu_header=padded(_REFLECTION_HEADER.replace("__host__ __device__ ", "")),
-                     cpu_src=padded(self.CPU[self.kind]),
-                     cuda_header=padded(_REFLECTION_HEADER + _REFLECTION_CUDA),
+        shape = list(x.shape)
+        for axis in (1, 2) if self.channels_last else (2, 3):
+            shape[axis] += grow
+        source = functools.partial(_reflection_source, padding=self.padding, channels_last=self.channels_last)
+        return _code(shape, x.dtype, [x], cpu_header=source(_REFLECTION_HEADER.replace("__host__ __device__ ", "")),
+                     cpu_src=source(self.CPU[self.kind]), cuda_header=source(_REFLECTION_HEADER + _REFLECTION_CUDA),
                      cuda_src=_LAUNCH.format(name=f"reflection_{self.kind}_kernel"))
 
     def grad(self, grad):
-        return _ReflectionPad(self.ADJOINT[self.kind], self.padding)(grad)
+        return _ReflectionPad(self.ADJOINT[self.kind], self.padding, self.channels_last)(grad)
 
 
-def reflection_pad(x, padding):
-    """(N, C, H + 2p, W + 2p): x padded by p pixels on each side with its reflection about the
-    border pixels (nn.ReflectionPad2d(p)), p < H and p < W."""
-    if len(x.shape) != 4 or padding >= min(x.shape[2:]) or padding < 0:
-        raise ValueError(f"reflection padding by {padding} needs a (N, C, H, W) input with H and W above "
+def reflection_pad(x, padding, channels_last=False):
+    """x padded by p pixels on each side with its reflection about the border pixels
+    (nn.ReflectionPad2d(p)), p < H and p < W; x is (N, C, H, W), or (N, H, W, C) where channels_last."""
+    height, width = x.shape[1:3] if channels_last else x.shape[2:]
+    if len(x.shape) != 4 or not 0 <= padding < min(height, width):
+        layout = "(N, H, W, C)" if channels_last else "(N, C, H, W)"
+        raise ValueError(f"reflection padding by {padding} needs a {layout} input with H and W above "
                          f"{padding}, got {tuple(x.shape)}.")
-    return _ReflectionPad("pad", padding)(x)
+    return _ReflectionPad("pad", padding, channels_last)(x)

@@ -51,10 +51,23 @@ def fits(x_shape, w_shape, stride, padding):
             and min(out_h, out_w) >= SMALLEST_OUTPUT and tiles * channels >= LEAST_WORK)
 
 
+def _takes(dtype, x_shape, weight, stride, padding):
+    """Whether a convolution of an (N, C, H, W) input of x_shape goes through Winograd's algorithm: on the CPU,
+    float32, and it `fits`."""
+    return (not jt.flags.use_cuda and dtype == "float32" and weight.dtype == "float32"
+            and fits(x_shape, weight.shape, stride, padding))
+
+
 def routed(kind, x, weight, stride, padding, output_padding):
-    """Whether a convolution goes through Winograd's algorithm (asked only while enabled): on the CPU."""
-    return (kind == "conv2d" and not jt.flags.use_cuda and x.dtype == "float32" and weight.dtype == "float32"
-            and fits(x.shape, weight.shape, stride, padding))
+    """Whether a convolution goes through Winograd's algorithm (asked only while enabled)."""
+    return kind == "conv2d" and _takes(x.dtype, x.shape, weight, stride, padding)
+
+
+def takes_channels_last(x, weight, stride, padding):
+    """Whether a convolution of a channels-last (N, H, W, C) input (jgan.networks.dcgan.run_layers)
+    goes through Winograd's algorithm: while enabled, where its (N, C, H, W) form would."""
+    n, h, w, c = x.shape
+    return enabled() and _takes(x.dtype, (n, c, h, w), weight, stride, padding)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):

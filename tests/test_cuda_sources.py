@@ -41,8 +41,9 @@ def call_every_kernel():
     kernels.average_pool_2x2(x)
     kernels.upsample_nearest_2x(x)
     kernels.binomial_blur(x)
-    kernels._ReflectionPad("pad", 1)(x)
-    kernels._ReflectionPad("fold", 1)(x)
+    for last in (False, True):
+        kernels._ReflectionPad("pad", 1, last)(x)
+        kernels._ReflectionPad("fold", 1, last)(x)
     kernels.leaky_relu(x, 0.2)
     kernels._LeakyReLUGrad(y, 0.2)(x)
     for last, (a, b) in ((False, (x, y)), (True, (x.transpose(0, 2, 3, 1), y.transpose(0, 2, 3, 1)))):
@@ -103,7 +104,7 @@ def test_every_cuda_kernel_compiles_with_nvcc(tmp_path, monkeypatch):
     recorder = Recorder()
     monkeypatch.setattr(jt, "code", recorder)
     call_every_kernel()
-    assert len(recorder.calls) == 33          # every call of call_every_kernel reached jt.code
+    assert len(recorder.calls) == 35          # every call of call_every_kernel reached jt.code
     assert all(re.search(r"<<<.*>>>", launch) for *_, launch in recorder.calls)
     source = tmp_path / "kernels.cu"
     source.write_text(translation_unit(recorder.calls))

@@ -117,6 +117,20 @@ def test_the_paper_generators_have_9_blocks_at_256_px_and_6_below():
         build_networks(size=16)
 
 
+def test_the_nets_compute_the_same_channels_last_as_channels_first(monkeypatch):
+    """On the CPU with oneDNN they run channels-last in between; elsewhere (CUDA) (N, C, H, W)."""
+    from jgan.networks import cyclegan as nets
+    assert nets.channels_last(), "this machine runs the nets channels-last"
+    jt.set_global_seed(0)
+    generator, discriminator = build_networks(size=32, ngf=16, ndf=16, blocks=1)
+    x = jt.array(images(2, 32, seed=11))
+    last = [generator(x).numpy(), discriminator(x).numpy()]
+    monkeypatch.setattr(nets, "channels_last", lambda: False)
+    first = [generator(x).numpy(), discriminator(x).numpy()]
+    for name, got, want in zip(("generator", "discriminator"), last, first):
+        compare(name, got, want, atol=1e-5, rtol=0)
+
+
 def test_discriminator_scores_two_batches_as_two_calls():
     discriminator = PatchDiscriminator(ndf=8)
     a, b = jt.array(images(2, 32, seed=3)), jt.array(images(2, 32, seed=4))

@@ -47,6 +47,9 @@ def torch_grad(loss, x, create_graph):
     # padding 5 of 6 rows: an input row shows up to three times (itself and both reflections)
     *[(f"reflection_pad {p}", lambda x, p=p: reflection_pad(x, p), lambda x, p=p: F.pad(x, (p,) * 4, mode="reflect"),
        (2, 5, 6 + 2 * p, 8 + 2 * p)) for p in (1, 3, 5)],
+    *[(f"channels-last reflection_pad {p}",
+       lambda x, p=p: reflection_pad(x.transpose(0, 2, 3, 1), p, channels_last=True).transpose(0, 3, 1, 2),
+       lambda x, p=p: F.pad(x, (p,) * 4, mode="reflect"), (2, 5, 6 + 2 * p, 8 + 2 * p)) for p in (1, 5)],
 ])
 def test_resamplers_match_torch_to_second_order(name, jt_op, th_op, out_shape):
     x = random_array(2, 5, 6, 8)

@@ -125,6 +125,16 @@ def test_enabled_it_runs_the_convolutions_that_fit(enabled, monkeypatch):
         assert_close("routed convolution", got.numpy(), want.numpy(), atol=ATOL * np.abs(want.numpy()).max())
 
 
+def test_channels_last_nets_take_it_where_their_channels_first_form_would_while_enabled(enabled):
+    """jgan.networks.dcgan.run_layers asks for (N, H, W, C) inputs: CycleGAN's residual blocks."""
+    x, w = jt.zeros((1, 18, 18, 256)), jt.zeros((256, 256, 3, 3))
+    assert winograd.takes_channels_last(x, w, 1, 0)
+    assert not winograd.takes_channels_last(x, w, 2, 0), "strided"
+    assert not winograd.takes_channels_last(jt.zeros((1, 256, 18, 18)), w, 1, 0), "read as 18 channels"
+    winograd.enable(False)
+    assert not winograd.takes_channels_last(x, w, 1, 0), "disabled"
+
+
 @pytest.mark.parametrize("precision, wanted, available, route", [
     ("fp32", True, True, "winograd"), ("fp32", False, True, None), ("fp32", True, False, None),
     ("bf16", True, True, "bf16")])

@@ -14,7 +14,7 @@ from jittor import nn
 from jgan.batching import score_batches
 from jgan.errors import ConfigError
 from jgan.kernels import reflection_pad
-from jgan.networks.dcgan import LeakyReLU, dcgan_init, run_layers
+from jgan.networks.dcgan import LeakyReLU, channels_last, dcgan_init, run_layers
 from jgan.norms import InstanceNorm2d
 
 DOWNSAMPLINGS = 2
@@ -27,13 +27,22 @@ def instance_norm(channels):
 
 
 class ReflectionPad2d(nn.Module):
-    """ReflectionPad2d(padding) by jgan's multi-threaded kernel (Jittor's runs on one thread)."""
+    """nn.ReflectionPad2d(padding) by jgan's multi-threaded kernel (Jittor's runs on one thread)."""
+    takes_layout = True
 
     def __init__(self, padding):
         self.padding = padding
 
-    def execute(self, x):
-        return reflection_pad(x, self.padding)
+    def execute(self, x, channels_last=False):
+        return reflection_pad(x, self.padding, channels_last)
+
+
+def through_layers(layers, x):
+    """run_layers on (N, C, H, W) images: channels-last in between where the nets run so (on the CPU
+    with oneDNN, as the DCGAN family's; README, "Speed"), the result (N, C, H, W) either way."""
+    if channels_last():
+        return run_layers(layers, x.transpose(0, 2, 3, 1), channels_last=True).transpose(0, 3, 1, 2)
+    return run_layers(layers, x)
 
 
 def residual_blocks_for(size):
@@ -43,6 +52,7 @@ def residual_blocks_for(size):
 
 class ResidualBlock(nn.Module):
     """y = x + IN(conv3x3(pad(ReLU(IN(conv3x3(pad(x))))))), reflection padding of 1."""
+    takes_layout = True
 
     def __init__(self, channels):
         self.body = nn.Sequential(ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
@@ -50,8 +60,8 @@ class ResidualBlock(nn.Module):
                                   ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False),
                                   instance_norm(channels))
 
-    def execute(self, x):
-        return x + run_layers(self.body, x)
+    def execute(self, x, channels_last=False):
+        return x + run_layers(self.body, x, channels_last=channels_last)
 
 
 class ResnetGenerator(nn.Module):
@@ -74,7 +84,7 @@ class ResnetGenerator(nn.Module):
         dcgan_init(self)
 
     def execute(self, x):
-        return run_layers(self.main, x)
+        return through_layers(self.main, x)
 
 
 class PatchDiscriminator(nn.Module):
@@ -98,7 +108,7 @@ class PatchDiscriminator(nn.Module):
 
     def score(self, x, parts):
         """Instance norm never mixes samples, so `parts` batches need no separate treatment."""
-        return run_layers(self.main, x)
+        return through_layers(self.main, x)
 
 
 def build_networks(size=256, ngf=64, ndf=64, blocks=0, d_layers=3, channels=3):

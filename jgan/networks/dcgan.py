@@ -17,7 +17,7 @@ import math
 import jittor as jt
 from jittor import nn
 
-from jgan import onednn_conv, strided_winograd
+from jgan import onednn_conv, strided_winograd, winograd
 from jgan.errors import ConfigError
 from jgan.kernels import leaky_relu, upsample_nearest_2x
 from jgan.batching import score_batches
@@ -59,7 +59,7 @@ def run_layers(layers, x, parts=1, channels_last=False):
     """x through `layers` in order; a normalisation followed by a LeakyReLU runs as one pass (its
     output before the activation is never stored: less memory and one pass fewer). x holds
     `parts` batches, each normalised on its own (jgan.batching); it is (N, H, W, C) where
-    channels_last."""
+    channels_last, and layers whose `takes_layout` is true are told so."""
     layers = list(layers)
     index = 0
     while index < len(layers):
@@ -68,8 +68,11 @@ def run_layers(layers, x, parts=1, channels_last=False):
             fuses = isinstance(following, LeakyReLU)
             x = layer(x, slope=following.slope if fuses else None, parts=parts, channels_last=channels_last)
             index += 2 if fuses else 1
+        elif channels_last and is_convolution(layer):
+            x = convolve_channels_last(layer, x)
+            index += 1
         else:
-            x = convolve_channels_last(layer, x) if channels_last and is_convolution(layer) else layer(x)
+            x = layer(x, channels_last=True) if channels_last and getattr(layer, "takes_layout", False) else layer(x)
             index += 1
     return x
 
@@ -80,12 +83,15 @@ def is_convolution(layer):
 
 def convolve_channels_last(layer, x):
     """A convolution layer of these nets on a (N, H, W, C) input: by Winograd's F(4x4, 2x2) where
-    jgan.strided_winograd takes it, else by jgan.onednn_conv."""
+    jgan.strided_winograd takes it, else by jgan.onednn_conv (by Winograd's F(4x4, 3x3) where
+    jgan.winograd takes it)."""
     layout = {"channels_last": True, "bfloat16": onednn_conv.bfloat16_enabled()}
     if not isinstance(layer, (ResizeConv, nn.ConvTranspose)):
         if strided_winograd.takes(x, layer.weight, layer.stride, layer.padding):
             return strided_winograd.conv2d(x, layer.weight, layer.bias)
-        return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding, **layout)
+        return onednn_conv.conv2d(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                                  winograd=winograd.takes_channels_last(x, layer.weight, layer.stride, layer.padding),
+                                  **layout)
     weight, bias, stride, padding, output_padding = transposition(layer)
     if strided_winograd.takes(x, weight, stride, padding, output_padding, transposed=True):
         return strided_winograd.conv_transpose2d(x, weight, bias)
