@@ -740,8 +740,9 @@ _REFLECTION_FOLD_CPU = _REFLECTION_SHAPES + """
     }
 """
 
-_REFLECTION_CUDA = """
-__global__ static void reflection_pad_kernel(@ARGS_DEF) {
+# one CUDA thread per output element (c, j, i) of a plane
+_REFLECTION_CUDA_KERNEL = """
+__global__ static void reflection_NAME_kernel(@ARGS_DEF) {
     @PRECALC
     SHAPES
     const long long count = planes * out_height * out_width * inner;
@@ -749,28 +750,24 @@ __global__ static void reflection_pad_kernel(@ARGS_DEF) {
          k += (long long)gridDim.x * blockDim.x) {
         const int c = k % inner, j = (k / inner) % out_width, i = (k / inner / out_width) % out_height;
         const long long plane = k / ((long long)inner * out_width * out_height);
-        out0_p[k] = in0_p[((plane * height + reflected(i - PAD, height)) * width + reflected(j - PAD, width)) * inner
-                          + c];
+        BODY
     }
 }
-__global__ static void reflection_fold_kernel(@ARGS_DEF) {
-    @PRECALC
-    SHAPES
-    const long long count = planes * out_height * out_width * inner;
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < count;
-         k += (long long)gridDim.x * blockDim.x) {
-        const int c = k % inner, s = (k / inner) % out_width, r = (k / inner / out_width) % out_height;
-        const long long plane = k / ((long long)inner * out_width * out_height);
-        int rows[3], cols[3];
-        const int row_count = shown_at(r, out_height, rows), col_count = shown_at(s, out_width, cols);
+""".replace("SHAPES", _REFLECTION_SHAPES)
+
+_REFLECTION_CUDA_BODIES = {
+    "pad": """out0_p[k] = in0_p[((plane * height + reflected(i - PAD, height)) * width + reflected(j - PAD, width))
+                          * inner + c];""",
+    "fold": """int rows[3], cols[3];
+        const int row_count = shown_at(i, out_height, rows), col_count = shown_at(j, out_width, cols);
         const in0_type* g = in0_p + plane * height * width * inner + c;
         out0_type total = 0;
         for (int a = 0; a < row_count; a++)
             for (int b = 0; b < col_count; b++) total += g[((long long)rows[a] * width + cols[b]) * inner];
-        out0_p[k] = total;
-    }
+        out0_p[k] = total;""",
 }
-""".replace("SHAPES", _REFLECTION_SHAPES)
+_REFLECTION_CUDA = "".join(_REFLECTION_CUDA_KERNEL.replace("NAME", name).replace("BODY", body)
+                           for name, body in _REFLECTION_CUDA_BODIES.items())
 
 # (PLANES, HEIGHT, WIDTH, INNER) of a tensor t in each layout
 _REFLECTION_LAYOUTS = {False: ("(long long)t_shape0 * t_shape1", "t_shape2", "t_shape3", "1"),
