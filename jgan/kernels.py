@@ -681,7 +681,7 @@ def binomial_blur(x):
 # (-1 -> 1, H -> H - 2); an input row r is shown at padded rows r + PAD, PAD - r (1 <= r <= PAD)
 # and PAD + 2 (H - 1) - r (H - 1 - PAD <= r <= H - 2), so the adjoint sums those (same for columns).
 # A tensor is PLANES maps of HEIGHT x WIDTH pixels of INNER values: (N C, H, W, 1) for (N, C, H, W),
-# (N, H, W, C) channels-last.
+# (N, H, W, C) channels-last; the CPU threads share out the planes' rows (one plane at batch 1).
 _REFLECTION_HEADER = """
 inline __host__ __device__ int reflected(int i, int size) {
     i = i < 0 ? -i : i;
@@ -703,32 +703,28 @@ _REFLECTION_SHAPES = """
 """
 
 _REFLECTION_PAD_CPU = _REFLECTION_SHAPES + """
-    #pragma omp parallel for
-    for (long long plane = 0; plane < planes; plane++) {
-        const in0_type* x = in0_p + plane * height * width * inner;
-        out0_type* y = out0_p + plane * out_height * out_width * inner;
+    #pragma omp parallel for collapse(2)
+    for (long long plane = 0; plane < planes; plane++)
         for (int i = 0; i < out_height; i++) {
-            const in0_type* row = x + (long long)reflected(i - PAD, height) * width * inner;
-            out0_type* out_row = y + (long long)i * out_width * inner;
+            const in0_type* row = in0_p + (plane * height + reflected(i - PAD, height)) * width * inner;
+            out0_type* out_row = out0_p + (plane * out_height + i) * out_width * inner;
             for (int j = 0; j < out_width; j++) {
                 const in0_type* from = row + reflected(j - PAD, width) * inner;
                 for (int c = 0; c < inner; c++) out_row[j * inner + c] = from[c];
             }
         }
-    }
 """
 
 _REFLECTION_FOLD_CPU = _REFLECTION_SHAPES + """
-    #pragma omp parallel for
-    for (long long plane = 0; plane < planes; plane++) {
-        const in0_type* g = in0_p + plane * height * width * inner;
-        out0_type* y = out0_p + plane * out_height * out_width * inner;
+    #pragma omp parallel for collapse(2)
+    for (long long plane = 0; plane < planes; plane++)
         for (int r = 0; r < out_height; r++) {
+            const in0_type* g = in0_p + plane * height * width * inner;
             int rows[3], cols[3];
             const int row_count = shown_at(r, out_height, rows);
             for (int s = 0; s < out_width; s++) {
                 const int col_count = shown_at(s, out_width, cols);
-                out0_type* out = y + ((long long)r * out_width + s) * inner;
+                out0_type* out = out0_p + ((plane * out_height + r) * out_width + s) * inner;
                 for (int c = 0; c < inner; c++) out[c] = 0;
                 for (int a = 0; a < row_count; a++)
                     for (int b = 0; b < col_count; b++) {
@@ -737,7 +733,6 @@ _REFLECTION_FOLD_CPU = _REFLECTION_SHAPES + """
                     }
             }
         }
-    }
 """
 
 # one CUDA thread per output element (c, j, i) of a plane
