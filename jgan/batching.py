@@ -14,10 +14,8 @@ ONE_PASS_MAX_IMAGES = 16   # CPU: the largest combined batch scored in one pass
 
 def one_pass(batches):
     """Whether to score these batches (equal sizes) in one pass on the current device."""
-    sizes = {int(x.shape[0]) for x in batches}
-    if len(batches) < 2 or len(sizes) > 1:
-        return False
-    return bool(jt.flags.use_cuda) or len(batches) * sizes.pop() <= ONE_PASS_MAX_IMAGES
+    equal = len({int(x.shape[0]) for x in batches}) == 1
+    return len(batches) >= 2 and equal and len(passes(batches)) == 1
 
 
 def split_parts(x, parts):
