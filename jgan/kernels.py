@@ -13,6 +13,8 @@ import functools
 
 import jittor as jt
 
+from jgan.autograd import Function
+
 
 def _code(shape, dtype, inputs, cuda_header, **sources):
     """`jt.code` with the CUDA header inside namespace jittor: Jittor pastes a header at file scope,
@@ -102,7 +104,7 @@ def _repeat_2x(x, scale):
                  cuda_src=_LAUNCH.format(name="repeat_2x_kernel"))
 
 
-class _Resample2x(jt.Function):
+class _Resample2x(Function):
     """scale * 2x2 sum pooling ("sum") or scale * nearest x2 upsampling ("repeat"): each one's
     adjoint is the other with the same scale."""
 
@@ -305,7 +307,7 @@ def _group_reduce(inputs, term, per_channel, channels_last):
                  cuda_src=_layout(_GROUP_REDUCE_CUDA, per_channel, channels_last))
 
 
-class _GroupSum(jt.Function):
+class _GroupSum(Function):
     """Sum over each group; its adjoint is a broadcast."""
 
     def __init__(self, per_channel, channels_last):
@@ -319,7 +321,7 @@ class _GroupSum(jt.Function):
         return grad.broadcast(self.shape, _spread_axes(self.per_channel, self.channels_last))
 
 
-class _GroupDot(jt.Function):
+class _GroupDot(Function):
     """Sum over each group of a b; its adjoint scales b and a by the group's gradient.
 
     The gradient uses the caller's a and b (not the taped copies execute receives), so that a
@@ -336,7 +338,7 @@ class _GroupDot(jt.Function):
                 group_affine(self.a, grad, None, self.per_channel, channels_last=self.channels_last))
 
 
-class _GroupSquareSum(jt.Function):
+class _GroupSquareSum(Function):
     """Sum over each group of x^2; its adjoint scales 2 x by the group's gradient."""
 
     def __init__(self, per_channel, channels_last, x):
@@ -350,7 +352,7 @@ class _GroupSquareSum(jt.Function):
         return self.x * (2 * grad).broadcast(self.shape, _spread_axes(self.per_channel, self.channels_last))
 
 
-class _GroupAffine(jt.Function):
+class _GroupAffine(Function):
     """act(x scale[g] + shift[g]); scale or shift may be None (1 or 0), act a leaky ReLU of the
     given slope or none. Like _GroupDot, the gradient uses the caller's x and scale."""
 
@@ -468,7 +470,7 @@ def _leaky(value, sign, slope):
     return f"({sign} > 0 ? {value} : {value} * {float(slope)!r}f)"
 
 
-class _LeakyReLUGrad(jt.Function):
+class _LeakyReLUGrad(Function):
     """g -> g * (y > 0 ? 1 : slope) for the fixed output y of a leaky ReLU: linear and self-adjoint."""
 
     def __init__(self, output, slope):
@@ -481,7 +483,7 @@ class _LeakyReLUGrad(jt.Function):
         return _LeakyReLUGrad(self.output, self.slope)(grad)
 
 
-class _LeakyReLU(jt.Function):
+class _LeakyReLU(Function):
     def __init__(self, slope):
         self.slope = slope
 
@@ -658,7 +660,7 @@ __global__ static void binomial_blur_kernel(@ARGS_DEF) {
 """
 
 
-class _BinomialBlur(jt.Function):
+class _BinomialBlur(Function):
     """The 3x3 binomial filter with zero padding: symmetric, so it is its own adjoint."""
 
     def execute(self, x):
@@ -777,7 +779,7 @@ def _reflection_source(source, padding, channels_last):
     return source.replace("PAD", str(padding))
 
 
-class _ReflectionPad(jt.Function):
+class _ReflectionPad(Function):
     """Reflection padding ("pad") and its adjoint ("fold": each padded pixel's value summed back onto
     the pixel it shows); each one's gradient is the other."""
 

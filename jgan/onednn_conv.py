@@ -32,6 +32,7 @@ from pathlib import Path
 
 import jittor as jt
 
+from jgan.autograd import Function
 from jgan.conv_route import Route, pair
 
 _HEADER = r"""
@@ -424,7 +425,7 @@ def _kernel(kind, geometry, a, b):
     return jt.code(shape, "float32", [a, b], cpu_header=_HEADER, cpu_src=_source(kind, geometry))
 
 
-class _Convolution(jt.Function):
+class _Convolution(Function):
     """One of the three primitives of a convolution of x by w into y; each one's gradients are the
     other two. The gradients use the caller's a and b (not the taped copies execute receives), so
     that a second differentiation reaches them."""

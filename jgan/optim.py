@@ -11,6 +11,7 @@ nor a new learning rate compiles a new kernel. Gradients, their MPI all-reduce, 
 """
 import jittor as jt
 
+from jgan.autograd import final_backward
 from jgan.errors import ConfigError
 from jgan.kernels import multi_tensor_update
 
@@ -25,7 +26,18 @@ _ADAM_BODY = """
 """
 
 
-class FusedAdam(jt.optim.Adam):
+class FinalBackward:
+    """An optimiser whose backward passes that drop the graph (all but a retain_graph one) are
+    final: jgan's custom gradients keep nothing alive for a second differentiation (jgan.autograd)."""
+
+    def backward(self, loss, retain_graph=False):
+        if retain_graph:
+            return super().backward(loss, retain_graph)
+        with final_backward():
+            return super().backward(loss, retain_graph)
+
+
+class FusedAdam(FinalBackward, jt.optim.Adam):
     """jt.optim.Adam whose update of a parameter group is one multi-threaded kernel op."""
 
     def step(self, loss=None, retain_graph=False):
@@ -51,10 +63,14 @@ class FusedAdam(jt.optim.Adam):
                 group.get("weight_decay", self.weight_decay)]
 
 
+class RMSprop(FinalBackward, jt.optim.RMSprop):
+    """jt.optim.RMSprop (WGAN's optimiser)."""
+
+
 def build_optimizer(params, optim, lr):
     """The optimiser an `optim` configuration section names, over `params` at learning rate `lr`."""
     if optim["name"] == "adam":
         return FusedAdam(params, lr, betas=tuple(optim["betas"]))
     if optim["name"] == "rmsprop":
-        return jt.optim.RMSprop(params, lr, eps=optim.get("eps", 1e-8), alpha=optim.get("alpha", 0.99))
+        return RMSprop(params, lr, eps=optim.get("eps", 1e-8), alpha=optim.get("alpha", 0.99))
     raise ConfigError(f"unknown optimiser {optim['name']!r}; choose adam or rmsprop")

@@ -26,6 +26,7 @@ from collections import namedtuple
 import jittor as jt
 
 from jgan import onednn_conv
+from jgan.autograd import Function
 from jgan.conv_route import pair
 
 TILE = 4           # output pixels per side of a tile
@@ -423,7 +424,7 @@ def _gradients_apart(kind, geometry, g, a, b):
     return tuple(_apply(other, geometry, named[first], named[second]) for other, first, second in _GRADIENTS[kind])
 
 
-class _Convolution(jt.Function):
+class _Convolution(Function):
     """One of the three computations of a convolution of x by w into y: `forward` (y from x, w),
     `backward_data` (x from y, w: the transposed convolution) and `backward_weights` (w from x, y).
     Each keeps nothing of Winograd's domain for its gradients (the tiles of x are 1.56 times x,
@@ -443,7 +444,7 @@ class _Convolution(jt.Function):
         return _Gradients(self.kind, self.geometry, g, self.a, self.b)(g, self.a, self.b)
 
 
-class _Gradients(jt.Function):
+class _Gradients(Function):
     """Both gradients of a `forward` or `backward_data` computation at once, sharing one transform of
     g (the result's gradient). Each gradient is a computation bilinear in two of (g, a, b), so
     the gradients of this pair are again the three computations (for the WGAN-GP and R1
