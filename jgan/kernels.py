@@ -5,9 +5,9 @@ like every kernel it generates for the CPU, on one thread; so are the per-channe
 per-feature-map sums, products and affine maps of bias gradients and of batch, instance and
 adaptive instance normalisation, the leaky ReLU with its gradient, and the optimiser's updates.
 Each kernel here is a `jt.code` op with an OpenMP `cpu_src` and a CUDA `cuda_src`. The
-differentiable ones are wrapped in `jt.Function`s whose gradient is again such a function or a
-plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties differentiate twice) stay
-on the fast path.
+differentiable ones are wrapped in `jt.Function`s (jgan.autograd.Function) whose gradient is again
+such a function or a plain Jittor op: gradients of any order (the WGAN-GP and R1 penalties
+differentiate twice) stay on the fast path.
 """
 import functools
 

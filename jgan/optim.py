@@ -8,6 +8,9 @@ in one jgan.kernels.multi_tensor_update op: OpenMP on the CPU, CUDA on a GPU. Th
 hyper-parameters travel in a small Var, not in the kernel's source, so that neither the step count
 nor a new learning rate compiles a new kernel. Gradients, their MPI all-reduce, the state kept
 (`values`, `m`) and checkpoints are jt.optim.Adam's.
+
+Both optimisers' backward passes are final (jgan.autograd): nothing differentiates the gradients
+they compute, so jgan's custom gradients keep no Var alive for that.
 """
 import jittor as jt
 
