@@ -2,11 +2,12 @@
 
     python train.py lmdb --arch wgan-gp --size 64
     python train.py lmdb --arch stylegan --max-size 64
-    python train.py lmdb --arch stylegan --name my-run --resume
+    python train.py lmdb --name my-run --resume
     python train.py lmdb --arch stylegan --init-from emoji-stylegan --init-size 64   # fine-tune a pretrained model
     python train.py lmdb_a lmdb_b --arch cyclegan   # an unpaired image-to-image task: one LMDB per domain
 """
 import sys
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -37,7 +38,7 @@ def build_parser():
     parser.add_argument("lmdb", nargs="+", help="LMDB made by prepare_data.py; cyclegan takes two, "
                                                 "LMDB_A LMDB_B, one per domain")
     parser.add_argument("--arch", help=f"architecture: {', '.join(registry.names())} (default: the --config "
-                                       f"file's arch, else {DEFAULT_ARCH})")
+                                       f"file's arch, else with --resume the run's, else {DEFAULT_ARCH})")
     parser.add_argument("--config", help="YAML file overlaid on the arch's preset in configs/")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any configuration value, e.g. --set model.ngf=32 (repeatable)")
@@ -124,9 +125,13 @@ def training_data(args):
 
 
 def chosen_arch(args):
-    """--arch, else the arch the --config file names, else DEFAULT_ARCH."""
+    """--arch, else the arch the --config file names, else with --resume the arch of the run it
+    continues, else DEFAULT_ARCH."""
+    from jgan.checkpoint import run_arch
     from jgan.config import read_yaml
-    return args.arch or (read_yaml(args.config).get("arch") if args.config else None) or DEFAULT_ARCH
+    return (args.arch or (read_yaml(args.config).get("arch") if args.config else None)
+            or (run_arch(Path(args.checkpoint_dir) / args.name) if args.resume and args.name else None)
+            or DEFAULT_ARCH)
 
 
 def check_flags_apply(args):
@@ -180,7 +185,6 @@ def initial_generator(args, config):
 
 def main(args):
     from contextlib import nullcontext
-    from pathlib import Path
 
     import jgan
     from jgan import runtime

@@ -196,14 +196,15 @@ def newest_run(root="checkpoint", arch=None):
     root = Path(root)
     runs = [d for d in root.iterdir() if d.is_dir() and numbered_checkpoints(d)] if root.is_dir() else []
     if arch is not None:
-        runs = [d for d in runs if _run_arch(d) in arch]
+        runs = [d for d in runs if run_arch(d) in arch]
     if not runs:
         wanted = f" {'/'.join(arch)}" if arch else ""
         raise CheckpointError(f"no{wanted} run found in {root}/; train one with train.py or pass -g")
     return max(runs, key=lambda d: resolve(d).stat().st_mtime)
 
 
-def _run_arch(run_dir):
+def run_arch(run_dir):
+    """The arch a run folder's config.yaml names (None without one)."""
     config = Path(run_dir) / "config.yaml"
     if not config.is_file():
         return None

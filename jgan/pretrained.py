@@ -389,7 +389,7 @@ def run_rows(checkpoint_dir):
         if files:
             latest = run_dir / _checkpoint().LATEST
             name = latest.read_text().strip() if latest.is_file() else files[-1].name
-            rows.append((run_dir.name, _checkpoint()._run_arch(run_dir) or "?", str(run_dir / name)))
+            rows.append((run_dir.name, _checkpoint().run_arch(run_dir) or "?", str(run_dir / name)))
     return rows
 
 

@@ -42,7 +42,7 @@ def test_train_resume_generate(arch, tiny_lmdb, tmp_path):
     assert sorted(p.name for p in (tmp_path / "sample" / f"t-{arch}").iterdir()) == ["0000002.png", "0000003.png"]
     assert log_steps(run_dir) == [1, 2, 3]
 
-    resumed = ok(run_script("train.py", tiny_lmdb, "--arch", arch, "--iters", 5, "--name", f"t-{arch}",
+    resumed = ok(run_script("train.py", tiny_lmdb, "--iters", 5, "--name", f"t-{arch}",   # --arch: the run's
                             "--resume", "--log-every", 1, "--no-progress", cwd=tmp_path))
     assert "at step 3" in resumed.stderr
     assert log_steps(run_dir) == [1, 2, 3, 4, 5]
