@@ -127,8 +127,7 @@ def training_data(args):
 def chosen_arch(args):
     """--arch, else the arch the --config file names, else with --resume the arch of the run it
     continues, else DEFAULT_ARCH."""
-    from jgan.checkpoint import run_arch
-    from jgan.config import read_yaml
+    from jgan.config import read_yaml, run_arch
     return (args.arch or (read_yaml(args.config).get("arch") if args.config else None)
             or (run_arch(Path(args.checkpoint_dir) / args.name) if args.resume and args.name else None)
             or DEFAULT_ARCH)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jittor as jt
 import numpy as np
-import yaml
 
+from jgan.config import run_arch
 from jgan.errors import CheckpointError
 
 FORMAT = "jgan-checkpoint"
@@ -203,9 +203,3 @@ def newest_run(root="checkpoint", arch=None):
     return max(runs, key=lambda d: resolve(d).stat().st_mtime)
 
 
-def run_arch(run_dir):
-    """The arch a run folder's config.yaml names (None without one)."""
-    config = Path(run_dir) / "config.yaml"
-    if not config.is_file():
-        return None
-    return (yaml.safe_load(config.read_text()) or {}).get("arch")

@@ -30,6 +30,14 @@ def load_yaml(text):
     return yaml.load(text, Loader=YAMLLoader)
 
 
+def run_arch(run_dir):
+    """The arch a run folder's config.yaml names (None without one)."""
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        return None
+    return (yaml.safe_load(config.read_text()) or {}).get("arch")
+
+
 def read_yaml(path):
     path = Path(path)
     if not path.is_file():

@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from jgan import registry
+from jgan.config import run_arch
 from jgan.errors import CheckpointError, ConfigError
 
 FORMAT = "jgan-pretrained"
@@ -389,7 +390,7 @@ def run_rows(checkpoint_dir):
         if files:
             latest = run_dir / _checkpoint().LATEST
             name = latest.read_text().strip() if latest.is_file() else files[-1].name
-            rows.append((run_dir.name, _checkpoint().run_arch(run_dir) or "?", str(run_dir / name)))
+            rows.append((run_dir.name, run_arch(run_dir) or "?", str(run_dir / name)))
     return rows
 
 

@@ -59,6 +59,19 @@ def test_train_resume_generate(arch, tiny_lmdb, tmp_path):
         assert gif.n_frames == 4  # checkpoints 2, 3 (first run), 4, 5 (resumed)
 
 
+def test_resume_reads_the_arch_of_its_run_before_jittor_starts(tmp_path):
+    """Jittor must not be imported before jgan.runtime.init sets it up (without a GPU it would look
+    for CUDA), so the run's arch is read from its config.yaml alone."""
+    run_dir = tmp_path / "checkpoint" / "old"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("arch: lsgan\n")
+    code = ("import sys, train; args = train.build_parser().parse_args(sys.argv[1:]); "
+            "print(train.chosen_arch(args), 'jittor' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, "lmdb", "--resume", "--name", "old"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.split() == ["lsgan", "False"], result.stderr
+
+
 def test_existing_run_is_not_overwritten_without_resume(tiny_lmdb, tmp_path):
     ok(run_script("train.py", tiny_lmdb, "--arch", "lsgan", "--iters", 1, "--name", "keep", *SMALL, cwd=tmp_path))
     before = (tmp_path / "checkpoint" / "keep" / "0000001.jgan").read_bytes()
