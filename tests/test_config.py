@@ -220,9 +220,7 @@ def test_the_fast_stylegan_recipe_is_the_measured_one_at_64_px_from_the_first_st
     assert (model["channels"], model["code_dim"], model["style_gain"]) == ([128, 128, 64, 32, 16], 128, 0.0)
     assert (model["n_mlp"], grow["mixing"]) == (2, 0.0), "stylegan2-ada's mapping depth and no mixing for small data"
     assert (grow["init_size"], grow["max_size"], config["train"]["batch"]) == (64, 64, 32)
-    assert (config["loss"]["name"], config["loss"]["gamma"], config["loss"]["every"]) == ("r1", 0.1, 4)
+    assert (config["loss"]["name"], config["loss"]["gamma"], config["loss"]["every"]) == ("r1", 10.0, 4)
     assert (config["optim"]["lr_g"], config["optim"]["lr_d"], config["train"]["ema_rampup"]) == (2e-3, 2e-3, 0.05)
-    assert config["train"]["stages"] == [{"images": 160000, "lr": 7e-4, "batch": None},
-                                         {"images": 256000, "lr": 2.5e-4, "batch": 64},
-                                         {"images": 352000, "lr": 1e-4, "batch": None}]
+    assert config["train"]["stages"] == [{"images": 160000, "lr": 7e-4, "batch": None}]
     assert load_config("stylegan")["model"]["style_gain"] == 1.0, "the presets keep rosinality's initialisation"
