@@ -16,6 +16,10 @@ from parity import assert_close
 
 ATOL = 2e-5   # relative to the largest value: float32 sums through the tile transforms
 NETWORK_ATOL = 1e-4   # through a whole net, whose batch norms' differences of means amplify rounding
+# and for a whole net's weight gradients: a change of rounding size flips the few ReLUs whose inputs lie
+# that close to zero, each moving a gradient by a fraction of a percent of its largest entry; a wrong
+# transform moves it by about its whole size
+NETWORK_GRADIENT_ATOL = 3e-2
 
 SHAPES = {   # (N, C, H, W) input of the convolution, (O, C, 4, 4) weights
     "dcgan": ((2, 32, 16, 16), (48, 32, 4, 4)),
@@ -176,4 +180,5 @@ def test_the_dcgan_nets_run_their_inner_layers_through_it_and_keep_their_values(
     assert sorted(set(calls)) == ["conv2d", "conv_transpose2d"]
     assert len(calls) == 4   # 32 px: two inner layers a side (16 <-> 32 channels, 4 <-> 8 <-> 16 px)
     for label, got, want in zip(("images", "scores", "dG/dw", "dD/dw"), ours, direct):
-        assert_close(label, got, want, atol=NETWORK_ATOL * np.abs(want).max())
+        tolerance = NETWORK_GRADIENT_ATOL if label.startswith("d") else NETWORK_ATOL
+        assert_close(label, got, want, atol=tolerance * np.abs(want).max())
