@@ -17,7 +17,7 @@ from parity import assert_close
 ATOL = 2e-5   # relative to the largest value: float32 sums through the tile transforms
 NETWORK_ATOL = 1e-4   # through a whole net, whose batch norms' differences of means amplify rounding
 # and for a whole net's weight gradients: a change of rounding size flips the few ReLUs whose inputs lie
-# that close to zero, each moving a gradient by a fraction of a percent of its largest entry; a wrong
+# that close to zero, each moving a gradient by up to about a percent of its largest entry; a wrong
 # transform moves it by about its whole size
 NETWORK_GRADIENT_ATOL = 3e-2
 
