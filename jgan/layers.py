@@ -20,6 +20,8 @@ from jgan.norms import moments, normalize
 
 LRELU_SLOPE = 0.2
 INSTANCE_NORM_EPS = 1e-5
+DEMODULATION_EPS = 1e-8
+ACTIVATION_GAIN = math.sqrt(2)
 
 
 def check_shape(name, x, expected):
@@ -136,9 +138,12 @@ class UpsampleConv2d(ResamplingConv2d):
     run as one transposed convolution of x (subpixel_kernel)."""
 
     def execute(self, x, slope=None):
+        return add_channel_bias(self.convolve(x), self.bias, slope)
+
+    def convolve(self, x):
+        """conv2d(upsample_nearest_2x(x), c W), without the bias."""
         self.check_input(x)
-        y = nn.conv_transpose2d(x, subpixel_kernel(self.weight, self.scale), stride=2, padding=1)
-        return add_channel_bias(y, self.bias, slope)
+        return nn.conv_transpose2d(x, subpixel_kernel(self.weight, self.scale), stride=2, padding=1)
 
 
 class ConvDownsample2d(ResamplingConv2d):
@@ -262,6 +267,32 @@ class AdaptiveInstanceNorm(nn.Module):
         gamma, beta = style[:, :self.channels], style[:, self.channels:]
         mean, mean_square = moments(x, per_channel=False)
         return normalize(x, False, mean, mean_square, gamma, beta, INSTANCE_NORM_EPS)[0]
+
+
+class ModulatedConv2d(nn.Module):
+    """y = d * conv(sqrt(2) x * s), s = EqualLinear(w): StyleGAN2's modulated, demodulated
+    convolution (Karras et al. 2020), without the bias, which the caller adds after the noise.
+
+    Each input map is scaled by its style s_i (the style layer's bias starts at 1) and each output
+    map o by d_o = 1 / sqrt(sum_{i,k} (c W_oik s_i)^2 + 1e-8), the norm that gives unit-variance
+    inputs unit-variance outputs: AdaIN's instance norm replaced by a scale that depends on the
+    weights and the style alone, not on the image. The inputs come from a leaky ReLU, which about
+    halves their second moment; sqrt(2) restores it (StyleGAN2's activation gain), or the signal
+    would shrink with every layer. `conv` is an EqualConv2d or an UpsampleConv2d; `style_gain`
+    scales the style layer's initial weights as in AdaptiveInstanceNorm.
+    """
+
+    def __init__(self, conv, style_dim, style_gain=1.0):
+        self.conv = conv
+        self.style = EqualLinear(style_dim, conv.in_channels, bias_init=1.0, weight_gain=style_gain)
+
+    def execute(self, x, w):
+        style = self.style(w)
+        batch, channels = style.shape
+        y = self.conv.convolve(x * (style * ACTIVATION_GAIN).reshape(batch, channels, 1, 1))
+        weight_power = (self.conv.weight * self.conv.scale).sqr().sum(dims=(2, 3))   # (out, in)
+        demodulation = (nn.matmul_transpose(style.sqr(), weight_power) + DEMODULATION_EPS).rsqrt()
+        return y * demodulation.reshape(batch, -1, 1, 1)
 
 
 class ConstantInput(nn.Module):

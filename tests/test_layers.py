@@ -3,9 +3,10 @@
 Each layer is compared on its output and on the gradients of sum(output * r) (r fixed random)
 with respect to its input and to every parameter; Blur also on a second-order gradient (the R1 and
 gradient penalties differentiate through it twice). Sizes are tiny (batch 3, 8 channels, 8x8).
-Tolerance: ATOL 1e-5 + RTOL 1e-5 * |reference| everywhere (float32). Measured max abs diffs
+Tolerance: ATOL 1e-5 + RTOL 1e-5 * |reference| (float32), but see ModulatedConv2d below. Measured max abs diffs
 (pytest -s prints them): outputs and input gradients <= 7e-6, most 0 to 2e-7; bias gradients
-(sums of ~200 terms, |values| ~ 10-100) <= 1.1e-5.
+(sums of ~200 terms, |values| ~ 10-100) <= 1.1e-5; ModulatedConv2d's gradients (through the
+demodulation, |values| up to ~200) up to 5e-5, so they are held to atol 1e-4.
 """
 import jittor as jt
 import numpy as np
@@ -16,9 +17,11 @@ from torch.nn import functional as F
 from jgan import layers
 from parity import assert_close, copy_parameters, max_abs_diff, to_numpy
 from reference import stylegan_torch as ref
+from reference import stylegan2_torch as ref2
 from reference.stylegan_torch import randomize
 
 ATOL, RTOL = 1e-5, 1e-5
+MODULATED_GRADIENT_ATOL = 1e-4   # sums through the demodulation's squares; |values| up to ~200
 BATCH, CHANNELS, SIZE = 3, 8, 8
 
 
@@ -40,7 +43,7 @@ def compare(name, jt_value, th_value, atol=ATOL, rtol=RTOL):
 
 
 def check_parity(name, jt_layer, th_layer, arrays, rename=equal_lr_name, jt_call=None, th_call=None,
-                 differentiate_inputs=True):
+                 differentiate_inputs=True, gradient_atol=ATOL):
     """Same parameters; same output and same gradients of sum(output * r) for inputs `arrays`."""
     if rename is not None:
         copy_parameters(jt_layer, th_layer, rename)
@@ -62,7 +65,7 @@ def check_parity(name, jt_layer, th_layer, arrays, rename=equal_lr_name, jt_call
     th_grads = torch.autograd.grad((th_out * torch.tensor(weight)).sum(), th_targets)
     labels = [f"input {i}" for i in differentiated] + list(th_params)
     for label, jt_grad, th_grad in zip(labels, jt_grads, th_grads):
-        compare(f"{name} d/d{label}", jt_grad, th_grad)
+        compare(f"{name} d/d{label}", jt_grad, th_grad, atol=gradient_atol)
 
 
 # ----- equalised learning rate ----------------------------------------------------------------
@@ -173,6 +176,51 @@ def test_adaptive_instance_norm_style_gain_scales_how_far_styles_spread_gamma_an
     out = plain(jt.array(x), w)
     grad = jt.grad(out.sqr().sum() + (out * jt.array(x)).sum(), plain.style.weight).numpy()
     assert np.abs(grad).max() > 1e-3, "a zero style weight still learns"
+
+
+def modulated_conv(upsample, style_gain=1.0, out_channels=6):
+    conv = (layers.UpsampleConv2d(CHANNELS, out_channels) if upsample
+            else layers.EqualConv2d(CHANNELS, out_channels, 3, padding=1))
+    return layers.ModulatedConv2d(conv, 12, style_gain)
+
+
+@pytest.mark.parametrize("upsample", [False, True], ids=["conv", "upsample"])
+def test_modulated_conv_matches_stylegan2s_per_sample_weights(upsample):
+    th = ref2.ModulatedConv2d(CHANNELS, 6, 12, upsample=upsample)
+    randomize(th)
+    x = 3 * random_array(BATCH, CHANNELS, SIZE, SIZE) + 1
+    layer = modulated_conv(upsample)
+    check_parity("ModulatedConv2d (+ its conv's bias, which the block adds)", layer, th,
+                 [x, random_array(BATCH, 12, seed=1)], rename=lambda name: name,
+                 jt_call=lambda x, w: layer(x, w) + layer.conv.bias.reshape(1, -1, 1, 1),
+                 th_call=lambda x, w: th(x, w) + th.conv.bias[None, :, None, None],
+                 gradient_atol=MODULATED_GRADIENT_ATOL)
+
+
+def test_modulated_conv_output_does_not_depend_on_the_scale_of_the_style_or_the_weights():
+    layer = modulated_conv(upsample=False)
+    x, w = jt.array(random_array(BATCH, CHANNELS, SIZE, SIZE)), jt.array(random_array(BATCH, 12, seed=1))
+    before = layer(x, w).numpy()
+    for parameter in (layer.style.weight, layer.style.bias, layer.conv.weight):
+        parameter.update(parameter * 5)
+    compare("output after the style and the weights are scaled by 5", layer(x, w), before)
+
+
+def test_modulated_conv_gives_unit_variance_inputs_from_a_leaky_relu_unit_variance_outputs():
+    layer = layers.ModulatedConv2d(layers.EqualConv2d(64, 16, 3, padding=1), 12)
+    x = jt.array(random_array(4, 64, 32, 32) / np.sqrt(2))   # the second moment a ReLU leaves
+    out = layer(x, jt.array(3 * random_array(4, 12, seed=1))).numpy()[:, :, 1:-1, 1:-1]
+    assert np.allclose(out.std(axis=(2, 3)), 1, atol=0.1), out.std(axis=(2, 3))
+
+
+def test_modulated_conv_at_style_gain_0_is_one_normalised_conv_for_every_style():
+    layer = modulated_conv(upsample=False, style_gain=0)
+    x = random_array(BATCH, CHANNELS, SIZE, SIZE)
+    weight = layer.conv.weight.numpy() * layer.conv.scale
+    weight /= np.sqrt((weight ** 2).sum(axis=(1, 2, 3), keepdims=True))
+    expected = F.conv2d(np.sqrt(2) * torch.tensor(x), torch.tensor(weight), padding=1)
+    compare("ModulatedConv2d at gain 0", layer(jt.array(x), jt.array(random_array(BATCH, 12, seed=1))),
+            expected)
 
 
 def test_constant_input_matches_rosinality():

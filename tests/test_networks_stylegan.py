@@ -1,5 +1,6 @@
 """Specification of jgan.networks.stylegan: StyledGenerator and Discriminator against a PyTorch
-reference with rosinality's structure (tests/reference/stylegan_torch.py).
+reference with rosinality's structure (tests/reference/stylegan_torch.py), and the demodulated
+blocks (`model.demodulate`) against StyleGAN2's per-sample weights (tests/reference/stylegan2_torch.py).
 
 Tiny nets: widths (16, 16, 16, 8, 8) for 4..64 px, code 16, 2 mapping layers, batch 2, fused
 up/downsampling from 32 px so that every step >= 3 goes through both resampling paths. The Jittor
@@ -19,9 +20,11 @@ import torch
 
 from jgan.convert import rosinality_discriminator_state, rosinality_generator_state
 from jgan.errors import ConfigError
-from jgan.networks.stylegan import Discriminator, StyledGenerator, build_networks
+from jgan.layers import UpsampleConv2d
+from jgan.networks.stylegan import Discriminator, ModulatedConvBlock, StyledGenerator, build_networks
 from jgan.scalar import scalar_var
-from parity import max_abs_diff, report_close
+from parity import copy_parameters, max_abs_diff, report_close
+from reference import stylegan2_torch as ref2
 from reference import stylegan_torch as ref
 
 CHANNELS, CODE, N_MLP, FUSED_FROM, LR_MLP, BATCH = (16, 16, 16, 8, 8), 16, 2, 32, 0.01, 2
@@ -352,11 +355,12 @@ def test_build_networks_from_a_model_section():
 
 
 
-def test_style_gain_0_from_the_model_section_makes_the_image_independent_of_z_at_the_start():
+@pytest.mark.parametrize("demodulate", [False, True], ids=["adain", "demodulated"])
+def test_style_gain_0_from_the_model_section_makes_the_image_independent_of_z_at_the_start(demodulate):
     from jgan.models import build_networks as build_arch
     from jgan.config import load_config
     assert load_config("stylegan", overrides=[{"model": {"style_gain": 0}}])["model"]["style_gain"] == 0
-    model = {"code_dim": CODE, "n_mlp": 1, "channels": [8, 8, 4], "style_gain": 0}
+    model = {"code_dim": CODE, "n_mlp": 1, "channels": [8, 8, 4], "style_gain": 0, "demodulate": demodulate}
     g, _ = build_arch("stylegan", model)
     noise = [jt.ones((4, 1, 4 * 2 ** (i // 2), 4 * 2 ** (i // 2))) for i in range(6)]
     images = g(jt.randn(4, CODE), noise=noise, level=2).numpy()
@@ -365,6 +369,37 @@ def test_style_gain_0_from_the_model_section_makes_the_image_independent_of_z_at
     g, _ = build_arch("stylegan", model)
     images = g(jt.randn(4, CODE), noise=noise, level=2).numpy()
     assert np.abs(images - images[:1]).max() > 0.1, "rosinality's initialisation: z shapes the image"
+
+@pytest.mark.parametrize("initial", [True, False], ids=["constant", "upsampling"])
+def test_demodulated_block_matches_stylegan2s_per_sample_weights(initial):
+    jt_block = ModulatedConvBlock(8, 6, CODE, initial=initial)
+    th_block = ref.randomize(ref2.ModulatedConvBlock(8, 6, CODE, initial=initial))
+    copy_parameters(jt_block, th_block, lambda name: name.replace("weight_orig", "weight"))
+    rng = np.random.RandomState(0)
+    size = 4 if initial else 8
+    x, w = rng.randn(BATCH, 8, size // 2, size // 2), rng.randn(BATCH, CODE)
+    noise = [rng.randn(BATCH, 1, size, size) for _ in range(2)]
+    th_inputs = [torch.tensor(a, dtype=torch.float32) for a in (x, w, *noise)]
+    jt_inputs = [jt.array(a.astype(np.float32)) for a in (x, w, *noise)]
+    th_out, jt_out = th_block(*th_inputs), jt_block(*jt_inputs)
+    compare("demodulated block", jt_out, th_out)
+    r = rng.randn(*th_out.shape).astype(np.float32)
+    th_params = dict(th_block.named_parameters())
+    th_grads = torch.autograd.grad((th_out * torch.tensor(r)).sum(), list(th_params.values()))
+    jt_state = jt_block.state_dict()
+    jt_grads = jt.grad((jt_out * jt.array(r)).sum(), [jt_state[n.replace("weight_orig", "weight")]
+                                                     for n in th_params])
+    for name, jt_grad, th_grad in zip(th_params, jt_grads, th_grads):
+        compare(f"d/d {name}", jt_grad, th_grad)
+
+
+def test_a_demodulated_generator_has_no_adain_and_never_fuses():
+    g, _ = build_networks(code_dim=CODE, n_mlp=1, channels=[8, 8, 4], fused_from=8, demodulate=True)
+    assert not [name for name in g.state_dict() if "adain" in name]
+    assert all(isinstance(block, ModulatedConvBlock) for block in g.progression)
+    assert all(isinstance(block.conv1.conv, UpsampleConv2d) for block in g.progression[1:])
+    assert g(jt.randn(3, CODE), level=2).shape == [3, 3, 16, 16]
+
 
 # ----- compiled kernels -----------------------------------------------------------------------
 def kernels_compiled(run):

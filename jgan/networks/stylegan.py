@@ -15,9 +15,9 @@ from jittor import nn
 from jgan.errors import ConfigError
 from jgan.layers import (AdaptiveInstanceNorm, Blur, ConstantInput, ConvDownsample2d, EqualConv2d,
                          EqualLinear, FromRGB, FusedDownsample, FusedUpsample, MinibatchStddev,
-                         NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
+                         ModulatedConv2d, NoiseInjection, PixelNorm, ToRGB, UpsampleConv2d, check_shape,
                          LRELU_SLOPE, leaky_relu, lerp)
-from jgan.kernels import average_pool_2x2, upsample_nearest_2x
+from jgan.kernels import add_channel_bias, average_pool_2x2, upsample_nearest_2x
 from jgan.batching import score_batches
 
 CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
@@ -82,16 +82,48 @@ class StyledConvBlock(nn.Module):
         return self.adain2(leaky_relu(self.noise2(out, noise2)), style)
 
 
+class ModulatedConvBlock(nn.Module):
+    """One synthesis resolution as StyleGAN2 draws it, without AdaIN: modulated conv -> noise ->
+    bias -> lrelu, twice (the first block starts from the learned 4x4 constant, then noise and lrelu).
+
+    The other blocks upsample x2 with nearest + 3x3 conv, then blur, before the noise. Both convs
+    take the block's style (ModulatedConv2d)."""
+
+    def __init__(self, in_channels, out_channels, style_dim, initial=False, style_gain=1.0):
+        self.initial = initial
+        if initial:
+            self.conv1 = ConstantInput(out_channels)
+        else:
+            self.conv1 = ModulatedConv2d(UpsampleConv2d(in_channels, out_channels), style_dim, style_gain)
+            self.blur = Blur()
+        self.noise1 = NoiseInjection(out_channels)
+        self.conv2 = ModulatedConv2d(EqualConv2d(out_channels, out_channels, 3, padding=1), style_dim,
+                                     style_gain)
+        self.noise2 = NoiseInjection(out_channels)
+
+    def execute(self, x, style, noise1, noise2):
+        """`x` is the previous block's output (ignored by the first block)."""
+        if self.initial:
+            out = leaky_relu(self.noise1(self.conv1(style.shape[0]), noise1))
+        else:
+            out = self.noise1(self.blur(self.conv1(x, style)), noise1)
+            out = add_channel_bias(out, self.conv1.conv.bias, LRELU_SLOPE)
+        out = self.noise2(self.conv2(out, style), noise2)
+        return add_channel_bias(out, self.conv2.conv.bias, LRELU_SLOPE)
+
+
 class StyledGenerator(nn.Module):
     """Mapping network z -> w (PixelNorm, n_mlp x (EqualLinear, lrelu)) and the style-based synthesis.
 
     lr_mlp: learning-rate multiplier of the mapping network (rosinality trains it at lr * 0.01).
     w_avg: a saved, never trained buffer (1, code_dim) holding the running average of w that the
       training loop maintains with `update_w_avg`.
+    demodulate: StyleGAN2's modulated convolutions in place of AdaIN (ModulatedConvBlock; these
+      always upsample with nearest + conv, never fused).
     """
 
     def __init__(self, code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
-                 image_channels=3, style_gain=1.0):
+                 image_channels=3, style_gain=1.0, demodulate=False):
         check_architecture(channels, fused_from)
         self.code_dim = code_dim
         self.channels = tuple(channels)
@@ -101,12 +133,18 @@ class StyledGenerator(nn.Module):
             mapping += [EqualLinear(code_dim, code_dim, lr_mul=lr_mlp), nn.LeakyReLU(0.2)]
         self.style = nn.Sequential(*mapping)
         self.progression = nn.ModuleList([
-            StyledConvBlock(self.channels[max(i - 1, 0)], width, code_dim, initial=(i == 0),
-                            fused=resolution(i) >= fused_from, style_gain=style_gain)
+            self._block(self.channels[max(i - 1, 0)], width, code_dim, i, fused_from, style_gain, demodulate)
             for i, width in enumerate(self.channels)])
         self.to_rgb = nn.ModuleList([ToRGB(width, image_channels) for width in self.channels])
         self.w_avg = jt.zeros((1, code_dim)).stop_grad()
         self._training_w = None   # "_": not state (Jittor's state_dict skips such names)
+
+    @staticmethod
+    def _block(in_channels, out_channels, code_dim, index, fused_from, style_gain, demodulate):
+        if demodulate:
+            return ModulatedConvBlock(in_channels, out_channels, code_dim, index == 0, style_gain)
+        return StyledConvBlock(in_channels, out_channels, code_dim, initial=(index == 0),
+                               fused=resolution(index) >= fused_from, style_gain=style_gain)
 
     @property
     def max_level(self):
@@ -309,9 +347,10 @@ class Discriminator(nn.Module):
 
 def build_networks(code_dim=512, n_mlp=8, channels=CHANNELS, fused_from=128, lr_mlp=0.01,
                    stddev_group=None, from_rgb_activate=False, image_channels=3, style_gain=1.0,
-                   critic_channels=None):
+                   critic_channels=None, demodulate=False):
     """(StyledGenerator, Discriminator) of one configuration's `model` section."""
-    generator = StyledGenerator(code_dim, n_mlp, channels, fused_from, lr_mlp, image_channels, style_gain)
+    generator = StyledGenerator(code_dim, n_mlp, channels, fused_from, lr_mlp, image_channels, style_gain,
+                                demodulate)
     discriminator = Discriminator(critic_channels or channels, fused_from, from_rgb_activate, stddev_group,
                                   image_channels)
     return generator, discriminator
