@@ -236,8 +236,8 @@ class PGGANModel(GrowingModel):
 class StyleGANModel(GrowingModel):
     n_mlp: int = key("layers of the mapping network", ge=1)
     fused_from: Size = key("first resolution with fused upsampling and downsampling convs", allowed=SIZE_WORDS)
-    style_gain: float = key("initial scale of the AdaIN style weights: how far styles spread gamma and beta "
-                            "at the start (1 = rosinality's)", 1.0, ge=0)
+    style_gain: float = key("initial scale of the style weights: how far styles spread AdaIN's gamma and "
+                            "beta, or the modulations, at the start (1 = rosinality's)", 1.0, ge=0)
     demodulate: bool = key("StyleGAN2's modulated, demodulated convolutions in place of AdaIN (false: "
                            "rosinality's v1 layout)", False)
 
