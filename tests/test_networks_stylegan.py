@@ -370,6 +370,7 @@ def test_style_gain_0_from_the_model_section_makes_the_image_independent_of_z_at
     images = g(jt.randn(4, CODE), noise=noise, level=2).numpy()
     assert np.abs(images - images[:1]).max() > 0.1, "rosinality's initialisation: z shapes the image"
 
+
 @pytest.mark.parametrize("initial", [True, False], ids=["constant", "upsampling"])
 def test_demodulated_block_matches_stylegan2s_per_sample_weights(initial):
     jt_block = ModulatedConvBlock(8, 6, CODE, initial=initial)
