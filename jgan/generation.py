@@ -119,8 +119,19 @@ def load_generator(path, ema=True):
     return trained.module
 
 
+LATENT_STREAM = 1
+
+
+def latent_rng(seed):
+    """The numpy generator of a figure's or a metric's latents for `seed`. Not RandomState(seed):
+    training seeds numpy's global generator with train.seed and draws the initial weights from it,
+    so the latents of that seed would be the rows of the first mapping layer (which, at a hundredth
+    of the learning rate, stay near them) and a StyleGAN would draw its worst images for them."""
+    return np.random.RandomState([seed, LATENT_STREAM])
+
+
 def random_z(n, dim, seed):
-    return np.random.RandomState(seed).randn(n, dim).astype(np.float32)
+    return latent_rng(seed).randn(n, dim).astype(np.float32)
 
 
 def seed_noise(seed):
@@ -143,8 +154,7 @@ def sample_grid(generator, n, nrow, seed, **kwargs):
 
 def latent_walk_frames(generator, n, nrow, seed, points=4, steps=12, **kwargs):
     """Grid frames moving linearly in z through `points` random endpoints and back to the first."""
-    rng = np.random.RandomState(seed)
-    ends = rng.randn(points, n, generator.latent_dim).astype(np.float32)
+    ends = latent_rng(seed).randn(points, n, generator.latent_dim).astype(np.float32)
     frames = []
     for a, b in zip(ends, np.roll(ends, -1, axis=0)):
         for t in np.linspace(0, 1, steps, endpoint=False):

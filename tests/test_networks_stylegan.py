@@ -20,6 +20,7 @@ import torch
 
 from jgan.convert import rosinality_discriminator_state, rosinality_generator_state
 from jgan.errors import ConfigError
+from jgan.generation import random_z
 from jgan.layers import UpsampleConv2d
 from jgan.networks.stylegan import Discriminator, ModulatedConvBlock, StyledGenerator, build_networks
 from jgan.scalar import scalar_var
@@ -461,3 +462,19 @@ def test_idle_modules_are_exactly_the_weights_a_phase_leaves_without_gradient(ge
     d_zero = gradient_is_zero(jt_d, jt_d(jt.array(images(step)), level=step, alpha=alpha).sqr().sum())
     assert {n for n, zero in g_zero.items() if zero} == idle_names(jt_g, step, alpha)
     assert {n for n, zero in d_zero.items() if zero} == idle_names(jt_d, step, alpha)
+
+
+def test_the_latents_of_a_seed_are_not_the_mapping_weights_a_run_of_that_seed_starts_from():
+    """Training seeds numpy's global generator with train.seed and initialises the weights from
+    it; were figures and metrics to draw the latents of seed 0 from the same stream, each latent
+    would be a row of the first mapping layer (cosine 1), an input the generator never trains on."""
+    jt.set_global_seed(0, different_seed_for_mpi=False)
+    generator = StyledGenerator(128, N_MLP, CHANNELS, FUSED_FROM, LR_MLP)
+    rows = generator.state_dict()["style.1.weight"].numpy()
+    z = random_z(64, 128, seed=0)
+    cosine = np.abs(unit_rows(z) @ unit_rows(rows).T).max(axis=1)
+    assert cosine.max() < 0.5, f"a latent of seed 0 lies along a mapping weight row (cosine {cosine.max():.3f})"
+
+
+def unit_rows(matrix):
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
