@@ -34,8 +34,8 @@ fi
 say "the pretrained models shipped in pretrained/, and their figures before any training:"
 python generate.py --list --checkpoint-dir checkpoint
 python - <<'PY' | while read -r name figures; do python generate.py -g "pretrained/$name" $figures </dev/null; done
-from jgan import pretrained  # one line per model: its name and the figures its arch draws
-for item in pretrained.read_manifest()["models"]:
+from jgan import pretrained  # one line per model, StyleGAN first: its name and the figures its arch draws
+for item in sorted(pretrained.read_manifest()["models"], key=lambda item: item["arch"] != "stylegan"):
     print(item["name"], "--mixing --noise --interpolate" if item["arch"] == "stylegan" else "--walk --interpolate")
 PY
 
