@@ -34,7 +34,7 @@ def main(args):
     if checkpoint.numbered_checkpoints(args.dst):
         raise ConfigError(f"{args.dst} already holds checkpoints; pass a new run folder")
     document = widen_checkpoint(checkpoint.load_checkpoint(args.src), args.seed)
-    payload = {key: value for key, value in document.items() if key not in ("format", "version", "path")}
+    payload = {key: value for key, value in document.items() if key != "path"}   # where it was read from
     path = checkpoint.save_checkpoint(args.dst, document["step"], payload)
     save_config(document["config"], Path(args.dst) / "config.yaml")
     print(f"widen: wrote {path} (step {document['step']}, model.channels "

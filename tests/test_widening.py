@@ -6,6 +6,7 @@ import math
 import jittor as jt
 import numpy as np
 import pytest
+from PIL import Image
 
 from jgan import checkpoint as ckpt
 from jgan.errors import CheckpointError
@@ -153,7 +154,6 @@ def test_a_widened_run_resumes_and_draws_what_its_source_drew(tiny_lmdb, tmp_pat
 
     for run in (narrow, wide):
         ok(run_script("generate.py", "-g", run, "--out", tmp_path / run.name, "--n", 16, cwd=tmp_path))
-    from PIL import Image
     images = [np.asarray(Image.open(tmp_path / run / f"{run}-0000003-samples.png"), np.int16) for run in ("narrow", "wide")]
     assert np.abs(images[0] - images[1]).max() <= 1
 
